@@ -1,0 +1,135 @@
+package mp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/go-mp/mp/internal/spawn"
+	"github.com/go-mp/mp/internal/wire"
+)
+
+// WorkerOptions says how worker processes are started. The zero value
+// starts workers of this very binary, in this process's directory and
+// environment, writing to this process's stdout and stderr.
+type WorkerOptions struct {
+	// Env is added to this process's environment for the worker.
+	Env []string
+	// Dir is the worker's working directory; empty means this process's.
+	Dir string
+	// Stdout and Stderr receive the worker's output; nil means this
+	// process's own. Whatever they are, mp keeps the first and last 8 KiB
+	// of each worker's stderr for the ExitError of a worker that dies.
+	Stdout, Stderr io.Writer
+	// StartTimeout bounds a worker's start-up, from exec to handshake.
+	// Zero means 10s.
+	StartTimeout time.Duration
+	// WaitDelay bounds the wait for a worker's stderr to close after it
+	// exits (a grandchild may hold it open). Zero means 2s.
+	WaitDelay time.Duration
+	// MaxMessageSize limits each message between parent and worker: one
+	// task's arguments, or one task's results. Zero means 64 MiB.
+	MaxMessageSize int
+}
+
+func (o WorkerOptions) startTimeout() time.Duration {
+	if o.StartTimeout > 0 {
+		return o.StartTimeout
+	}
+	return 10 * time.Second
+}
+
+// workerConn is a started worker and the framing on its connection.
+type workerConn struct {
+	child *spawn.Child
+	r     *wire.Reader
+	w     *wire.Writer
+	hello wire.Hello // ours, as sent
+}
+
+// startWorker starts a worker process and sends it our hello. The caller
+// must call handshake before it reads anything else, and close when done.
+func startWorker(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
+	child, err := spawn.Start(spawn.Config{
+		Env: o.Env, Dir: o.Dir, Stdout: o.Stdout, Stderr: o.Stderr, WaitDelay: o.WaitDelay,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrWorkerStart, err)
+	}
+	hello.MaxFrame = o.MaxMessageSize
+	if hello.MaxFrame <= 0 {
+		hello.MaxFrame = wire.DefaultMaxFrame
+	}
+	wc := &workerConn{
+		child: child,
+		r:     wire.NewReader(child.Conn, hello.MaxFrame),
+		w:     wire.NewWriter(child.Conn, hello.MaxFrame),
+		hello: hello,
+	}
+	// The worker sends its own hello first and only then reads, so this
+	// write cannot wait on it. If it fails, the worker is already dead, and
+	// handshake reports how it died.
+	_ = wc.w.Write(wire.KindHello, 0, wire.MarshalHello(hello))
+	return wc, nil
+}
+
+// handshake reads the worker's hello and checks it against ours. Any
+// failure kills the worker, waits for it, and explains what to do.
+func (wc *workerConn) handshake(timeout time.Duration) error {
+	wc.child.Conn.SetReadDeadline(time.Now().Add(timeout))
+	f, err := wc.r.Read()
+	wc.child.Conn.SetReadDeadline(time.Time{})
+	if err == nil && f.Kind != wire.KindHello {
+		err = fmt.Errorf("%w: expected a hello, got a %v frame", wire.ErrMalformed, f.Kind)
+	}
+	if err == nil {
+		_, err = wire.ParseHello(f.Payload, wc.hello)
+	}
+	if err == nil {
+		return nil
+	}
+	pid := wc.child.PID()
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		wc.kill()
+		return fmt.Errorf("%w: worker %d did not answer within %v: does main call mp.Main() as its first statement (and TestMain, in tests)?", ErrWorkerStart, pid, timeout)
+	case peerGone(err):
+		exit := wc.exitError("")
+		if exit.State != nil && exit.State.Success() {
+			return fmt.Errorf("%w: worker %d exited without a handshake: main does not call mp.Main() as its first statement (and TestMain, in tests): %w", ErrWorkerStart, pid, exit)
+		}
+		return fmt.Errorf("%w: worker %d died during its handshake: %w", ErrWorkerStart, pid, exit)
+	}
+	wc.kill()
+	return fmt.Errorf("%w: %w", ErrWorkerStart, err)
+}
+
+// kill kills the worker's process group, waits for it and closes the connection.
+func (wc *workerConn) kill() {
+	wc.child.KillGroup()
+	<-wc.child.Done()
+	wc.child.Conn.Close()
+}
+
+// exitError waits for the worker, which is dead or dying, and describes its end.
+func (wc *workerConn) exitError(reason string) *ExitError {
+	select {
+	case <-wc.child.Done():
+	case <-time.After(5 * time.Second):
+		// Its connection closed but it has not exited: make sure it does.
+		wc.child.KillGroup()
+		<-wc.child.Done()
+	}
+	return &ExitError{PID: wc.child.PID(), State: wc.child.State(), Output: wc.child.Output(), Reason: reason}
+}
+
+// peerGone reports whether err means the other end of a connection closed:
+// a worker closing with our frames unread resets the connection rather than
+// ending it cleanly.
+func peerGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}

@@ -1,0 +1,2 @@
+// Package mp is process-based parallelism for Go.
+package mp

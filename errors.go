@@ -1,0 +1,246 @@
+package mp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/go-mp/mp/internal/wire"
+)
+
+// Sentinel errors. Test for them with [errors.Is]; they are usually wrapped.
+var (
+	// ErrPoolClosed is returned by calls on a pool after Close or Shutdown.
+	ErrPoolClosed = errors.New("mp: pool closed")
+
+	// ErrNotRegistered is returned for a function that was not registered
+	// with Register, or not in the worker that was asked to run it.
+	ErrNotRegistered = errors.New("mp: function not registered")
+
+	// ErrNoMain is returned by calls that start workers in a process that
+	// has not called Main. Without Main, a worker would run the program's
+	// main instead of the task it was started for.
+	ErrNoMain = errors.New("mp: mp.Main was not called: call mp.Main() as the first statement of main (and of TestMain in tests)")
+
+	// ErrMessageTooLarge is wrapped by the error of a call whose argument or
+	// result is over the message size limit (WorkerOptions.MaxMessageSize).
+	ErrMessageTooLarge = errors.New("mp: message too large")
+
+	// ErrMemoryLimit is wrapped by the error of a task whose worker was
+	// killed for passing the pool's hard memory limit.
+	ErrMemoryLimit = errors.New("mp: worker memory limit exceeded")
+
+	// ErrWorkerStart is wrapped by the errors of a pool whose workers keep
+	// failing to start (a crash loop, or a failing Init): the pool stops
+	// starting workers and fails its calls with it.
+	ErrWorkerStart = errors.New("mp: workers fail to start")
+)
+
+// TaskError is the error of one task of a pool call: which function, which
+// item of the input, and why. Unwrap gives the cause: a [*RemoteError], a
+// [*PanicError], an [*ExitError], or a context error.
+type TaskError struct {
+	Func  string
+	Index int // the item's index in the input; -1 for Apply
+	Err   error
+}
+
+func (e *TaskError) Error() string {
+	if e.Index < 0 {
+		return fmt.Sprintf("mp: %s: %v", e.Func, trimPrefix(e.Err))
+	}
+	return fmt.Sprintf("mp: %s[%d]: %v", e.Func, e.Index, trimPrefix(e.Err))
+}
+
+func (e *TaskError) Unwrap() error { return e.Err }
+
+// trimPrefix drops the "mp: " of a wrapped error, so messages say it once.
+func trimPrefix(err error) string {
+	s := err.Error()
+	if len(s) > 4 && s[:4] == "mp: " {
+		return s[4:]
+	}
+	return s
+}
+
+// PanicError is a panic inside a task, returned as a value. The worker
+// recovered it and lives on. Stack is the worker goroutine's stack at the
+// panic, as printed by runtime/debug.Stack.
+type PanicError struct {
+	Value string // the panic value, formatted with fmt.Sprint
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return "mp: task panicked: " + e.Value }
+
+// ExitError reports a worker process that died while it held a task.
+type ExitError struct {
+	PID   int
+	State *os.ProcessState // nil if the process could not be waited for
+	// Output holds the first and last few kilobytes the worker wrote to
+	// stderr: for a Go crash, the "fatal error" line and the stacks.
+	Output []byte
+	// Reason is set when mp killed the worker: the deadline, the memory limit.
+	Reason string
+}
+
+func (e *ExitError) Error() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "mp: worker %d ", e.PID)
+	switch {
+	case e.State == nil:
+		b.WriteString("was lost")
+	case e.Signal() != nil:
+		fmt.Fprintf(&b, "was killed by signal %v", e.Signal())
+	default:
+		fmt.Fprintf(&b, "exited with code %d", e.State.ExitCode())
+	}
+	if e.Reason != "" {
+		fmt.Fprintf(&b, " (%s)", e.Reason)
+	}
+	if line := crashLine(e.Output); line != "" {
+		fmt.Fprintf(&b, ": %s", line)
+	}
+	return b.String()
+}
+
+// ExitCode returns the worker's exit code, or -1 if a signal killed it.
+func (e *ExitError) ExitCode() int {
+	if e.State == nil {
+		return -1
+	}
+	return e.State.ExitCode()
+}
+
+// Signal returns the signal that killed the worker, or nil.
+func (e *ExitError) Signal() os.Signal {
+	if e.State == nil {
+		return nil
+	}
+	if ws, ok := e.State.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal()
+	}
+	return nil
+}
+
+// crashLine picks the line of a worker's stderr that says why it died.
+func crashLine(out []byte) string {
+	var last string
+	for line := range bytes.Lines(out) {
+		line = bytes.TrimSpace(line)
+		for _, p := range [][]byte{[]byte("fatal error:"), []byte("panic:"), []byte("unexpected fault"), []byte("SIG"), []byte("mp:")} {
+			if bytes.HasPrefix(line, p) {
+				return clip(string(line))
+			}
+		}
+		if len(line) > 0 {
+			last = string(line)
+		}
+	}
+	return clip(last)
+}
+
+func clip(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}
+
+// RemoteError is an error returned by a task function in a worker, as the
+// parent sees it: the error's dynamic type and message. Errors.Is matches it
+// against the sentinel errors declared with [RegisterError] (and the
+// context, io and os sentinels, which are always declared).
+type RemoteError struct {
+	Type string // the error's dynamic type, as %T prints it
+	Msg  string
+
+	sentinel string
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Is reports whether the worker's error matched target, a sentinel known to both processes.
+func (e *RemoteError) Is(target error) bool {
+	if e.sentinel == "" {
+		return false
+	}
+	sentinels.mu.Lock()
+	defer sentinels.mu.Unlock()
+	return sentinels.byKey[e.sentinel] == target
+}
+
+var sentinels struct {
+	mu    sync.Mutex
+	list  []error
+	byKey map[string]error
+}
+
+func init() {
+	for _, err := range []error{
+		context.Canceled, context.DeadlineExceeded, io.EOF, io.ErrUnexpectedEOF,
+		os.ErrNotExist, os.ErrExist, os.ErrPermission, os.ErrDeadlineExceeded,
+		ErrNotRegistered, ErrMessageTooLarge,
+	} {
+		RegisterError(err)
+	}
+}
+
+// RegisterError declares a sentinel error that keeps its identity across
+// processes: when a task's error matches err (errors.Is, in the worker), the
+// parent's [*RemoteError] matches it too. Sentinels are known by their
+// message, which must be unique among them. Like [Register], call it at
+// package level only (in a var declaration or init), so that every process
+// declares the same sentinels. It returns err.
+func RegisterError(err error) error {
+	sentinels.mu.Lock()
+	defer sentinels.mu.Unlock()
+	if sentinels.byKey == nil {
+		sentinels.byKey = make(map[string]error)
+	}
+	key := err.Error()
+	if old, dup := sentinels.byKey[key]; dup && old != err {
+		panic(fmt.Sprintf("mp: RegisterError: another sentinel already has the message %q", key))
+	}
+	sentinels.byKey[key] = err
+	sentinels.list = append(sentinels.list, err)
+	return err
+}
+
+// describeError turns a task's error into what crosses the wire.
+func describeError(err error) wire.ErrorInfo {
+	info := wire.ErrorInfo{Type: fmt.Sprintf("%T", err), Msg: err.Error()}
+	var tooLarge *wire.FrameTooLargeError
+	if errors.As(err, &tooLarge) {
+		info.Sentinel = ErrMessageTooLarge.Error()
+		return info
+	}
+	sentinels.mu.Lock()
+	defer sentinels.mu.Unlock()
+	for _, s := range sentinels.list {
+		if errors.Is(err, s) {
+			info.Sentinel = s.Error()
+			break
+		}
+	}
+	return info
+}
+
+// remoteError is the parent's view of a task's error.
+func remoteError(info wire.ErrorInfo) *RemoteError {
+	return &RemoteError{Type: info.Type, Msg: info.Msg, sentinel: info.Sentinel}
+}
+
+// messageError wraps a frame size error so callers can test it with ErrMessageTooLarge.
+func messageError(err error) error {
+	var tooLarge *wire.FrameTooLargeError
+	if errors.As(err, &tooLarge) {
+		return fmt.Errorf("%w: %s", ErrMessageTooLarge, trimPrefix(err))
+	}
+	return err
+}

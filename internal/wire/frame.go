@@ -1,0 +1,176 @@
+// Package wire is the protocol between an mp parent and its worker processes:
+// length-prefixed frames, the CBOR codec, the task and result bodies, and the
+// versioned handshake. Everything a peer sends is checked against limits
+// before anything is allocated for it.
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+)
+
+// Kind says what a frame carries.
+type Kind uint8
+
+// The frame kinds. Values are part of the protocol: append, never renumber.
+const (
+	KindHello   Kind = 1 // both ways, first frame: a [Hello]
+	KindTask    Kind = 2 // parent to worker: a [Task] body
+	KindResult  Kind = 3 // worker to parent: a [Result] body
+	KindCancel  Kind = 4 // parent to worker: cancel task ID (running) or revoke it (queued)
+	KindRevoked Kind = 5 // worker to parent: task ID was revoked before it started
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindHello:
+		return "hello"
+	case KindTask:
+		return "task"
+	case KindResult:
+		return "result"
+	case KindCancel:
+		return "cancel"
+	case KindRevoked:
+		return "revoked"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// HeaderSize is the size of a frame header: a 4-byte big-endian length of
+// what follows it, a 1-byte kind and an 8-byte big-endian ID.
+const HeaderSize = 4 + 1 + 8
+
+// DefaultMaxFrame is the frame size limit used when none is configured.
+const DefaultMaxFrame = 64 << 20
+
+// Frame is one message on a worker connection.
+type Frame struct {
+	Kind    Kind
+	ID      uint64
+	Payload []byte
+}
+
+// FrameTooLargeError reports a frame whose size is over the limit. It is
+// returned both for a frame about to be sent and for a header received.
+type FrameTooLargeError struct {
+	Size  int64 // the frame's payload size in bytes
+	Limit int   // the limit in force
+}
+
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("mp: message of %d bytes is over the %d-byte limit (raise WorkerOptions.MaxMessageSize, or send less per call)", e.Size, e.Limit)
+}
+
+// ErrMalformed is wrapped by every error about bytes that do not follow the protocol.
+var ErrMalformed = errors.New("mp: malformed message")
+
+// Reader reads frames from a connection.
+type Reader struct {
+	r   *bufio.Reader
+	max int
+	hdr [HeaderSize]byte
+}
+
+// NewReader returns a Reader that refuses frames whose payload is over max bytes
+// (DefaultMaxFrame if max <= 0).
+func NewReader(r io.Reader, max int) *Reader {
+	if max <= 0 {
+		max = DefaultMaxFrame
+	}
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+}
+
+// SetMax changes the payload size limit, as agreed in a handshake.
+func (r *Reader) SetMax(max int) {
+	if max > 0 {
+		r.max = max
+	}
+}
+
+// Read returns the next frame. It returns io.EOF only at a clean frame
+// boundary; a connection cut inside a frame is io.ErrUnexpectedEOF. A header
+// that claims more than the limit is a *FrameTooLargeError, and nothing of
+// that size is allocated.
+func (r *Reader) Read() (Frame, error) {
+	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
+		return Frame{}, err
+	}
+	return r.readBody(r.hdr[:])
+}
+
+func (r *Reader) readBody(hdr []byte) (Frame, error) {
+	n := int64(binary.BigEndian.Uint32(hdr[0:4]))
+	f := Frame{Kind: Kind(hdr[4]), ID: binary.BigEndian.Uint64(hdr[5:13])}
+	if n < HeaderSize-4 {
+		return Frame{}, fmt.Errorf("%w: frame length %d is shorter than its header", ErrMalformed, n)
+	}
+	size := n - (HeaderSize - 4)
+	if size > int64(r.max) {
+		return Frame{}, &FrameTooLargeError{Size: size, Limit: r.max}
+	}
+	f.Payload = make([]byte, size)
+	if _, err := io.ReadFull(r.r, f.Payload); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	return f, nil
+}
+
+// Writer writes frames to a connection. It is not safe for concurrent use.
+type Writer struct {
+	w   io.Writer
+	max int
+	hdr [HeaderSize]byte
+	buf net.Buffers
+}
+
+// NewWriter returns a Writer that refuses payloads over max bytes
+// (DefaultMaxFrame if max <= 0).
+func NewWriter(w io.Writer, max int) *Writer {
+	if max <= 0 {
+		max = DefaultMaxFrame
+	}
+	return &Writer{w: w, max: max}
+}
+
+// SetMax changes the payload size limit, as agreed in a handshake.
+func (w *Writer) SetMax(max int) {
+	if max > 0 {
+		w.max = max
+	}
+}
+
+// Max returns the payload size limit.
+func (w *Writer) Max() int { return w.max }
+
+// Write sends one frame whose payload is the concatenation of parts. Header
+// and parts go out in one vectored write, so a large payload is never copied.
+func (w *Writer) Write(kind Kind, id uint64, parts ...[]byte) error {
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	if size > w.max {
+		return &FrameTooLargeError{Size: int64(size), Limit: w.max}
+	}
+	binary.BigEndian.PutUint32(w.hdr[0:4], uint32(size+HeaderSize-4))
+	w.hdr[4] = byte(kind)
+	binary.BigEndian.PutUint64(w.hdr[5:13], id)
+	w.buf = append(w.buf[:0], w.hdr[:])
+	for _, p := range parts {
+		if len(p) > 0 {
+			w.buf = append(w.buf, p)
+		}
+	}
+	bufs := w.buf
+	_, err := bufs.WriteTo(w.w)
+	clear(w.buf[:cap(w.buf)])
+	return err
+}

@@ -1,0 +1,191 @@
+package mp_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+type point struct {
+	X, Y int
+	Tag  string
+}
+
+var (
+	procSquare = mp.Register("test.proc.square", func(ctx context.Context, x int) (int, error) { return x * x, nil })
+	procPoint  = mp.Register("test.proc.point", func(ctx context.Context, p point) (point, error) {
+		return point{X: p.Y, Y: p.X, Tag: p.Tag + "!"}, nil
+	})
+	procSleep = mp.Register("test.proc.sleep", func(ctx context.Context, d time.Duration) (struct{}, error) {
+		time.Sleep(d)
+		return struct{}{}, nil
+	})
+	procPanic = mp.Register("test.proc.panic", func(ctx context.Context, msg string) (int, error) {
+		panicHere(msg)
+		return 0, nil
+	})
+	procExit = mp.Register("test.proc.exit", func(ctx context.Context, code int) (int, error) {
+		os.Exit(code)
+		return 0, nil
+	})
+	procFail = mp.Register("test.proc.fail", func(ctx context.Context, msg string) (int, error) {
+		if msg == "notexist" {
+			return 0, &os.PathError{Op: "open", Path: "/nope", Err: os.ErrNotExist}
+		}
+		return 0, errors.New(msg)
+	})
+	procInfo = mp.Register("test.proc.info", func(ctx context.Context, _ struct{}) (mp.ProcessInfo, error) {
+		return mp.Current(), nil
+	})
+	procChan = mp.Register("test.proc.chan", func(ctx context.Context, c chan int) (int, error) { return 0, nil })
+)
+
+//go:noinline
+func panicHere(msg string) { panic(msg) }
+
+func spawnWait[T, R any](t *testing.T, f mp.Func[T, R], arg T) (R, error, *mp.Process[R]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	p, err := mp.Spawn(ctx, f, arg, mp.WorkerOptions{})
+	if err != nil {
+		t.Fatalf("Spawn: %v", err)
+	}
+	r, err := p.Wait(ctx)
+	return r, err, p
+}
+
+func TestSpawnResultTyped(t *testing.T) {
+	t.Parallel()
+	got, err, p := spawnWait(t, procPoint, point{X: 1, Y: 2, Tag: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (point{X: 2, Y: 1, Tag: "a!"}); got != want {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if p.ExitCode() != 0 {
+		t.Errorf("exit code: got %d, want 0", p.ExitCode())
+	}
+	if p.Pid() == os.Getpid() || p.Pid() <= 0 {
+		t.Errorf("pid: got %d", p.Pid())
+	}
+}
+
+func TestSpawnKilled(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	p, err := mp.Spawn(ctx, procSleep, time.Hour, mp.WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Wait(ctx)
+	exit, ok := errors.AsType[*mp.ExitError](err)
+	if !ok {
+		t.Fatalf("got %v (%T), want *mp.ExitError", err, err)
+	}
+	if exit.Signal() != syscall.SIGKILL {
+		t.Errorf("signal: got %v, want SIGKILL", exit.Signal())
+	}
+	if !strings.Contains(err.Error(), "killed") {
+		t.Errorf("message %q does not say it was killed", err)
+	}
+}
+
+func TestSpawnPanic(t *testing.T) {
+	t.Parallel()
+	_, err, p := spawnWait(t, procPanic, "boom")
+	pe, ok := errors.AsType[*mp.PanicError](err)
+	if !ok {
+		t.Fatalf("got %v (%T), want *mp.PanicError", err, err)
+	}
+	if pe.Value != "boom" {
+		t.Errorf("value: got %q, want boom", pe.Value)
+	}
+	if !strings.Contains(string(pe.Stack), "panicHere") {
+		t.Errorf("stack lacks the function's frame:\n%s", pe.Stack)
+	}
+	if p.ExitCode() != 1 {
+		t.Errorf("exit code: got %d, want 1", p.ExitCode())
+	}
+}
+
+func TestSpawnExitCode(t *testing.T) {
+	t.Parallel()
+	_, err, p := spawnWait(t, procExit, 3)
+	exit, ok := errors.AsType[*mp.ExitError](err)
+	if !ok {
+		t.Fatalf("got %v (%T), want *mp.ExitError", err, err)
+	}
+	if exit.ExitCode() != 3 || p.ExitCode() != 3 {
+		t.Errorf("exit code: got %d and %d, want 3", exit.ExitCode(), p.ExitCode())
+	}
+}
+
+func TestSpawnError(t *testing.T) {
+	t.Parallel()
+	_, err, _ := spawnWait(t, procFail, "notexist")
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("got %v, want an error matching os.ErrNotExist", err)
+	}
+	re, ok := errors.AsType[*mp.RemoteError](err)
+	if !ok || re.Type != "*fs.PathError" {
+		t.Errorf("got %#v, want a *mp.RemoteError of type *fs.PathError", err)
+	}
+}
+
+func TestSpawnCurrent(t *testing.T) {
+	t.Parallel()
+	info, err, p := spawnWait(t, procInfo, struct{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Worker || info.PID != p.Pid() || info.PPID != os.Getpid() || !strings.HasPrefix(info.Name, "Process-") {
+		t.Errorf("got %+v, want a worker with pid %d, parent %d, named Process-N", info, p.Pid(), os.Getpid())
+	}
+	if me := mp.Current(); me.Worker || me.Name != "MainProcess" {
+		t.Errorf("parent: got %+v", me)
+	}
+}
+
+func TestSpawnUnencodable(t *testing.T) {
+	t.Parallel()
+	_, err := mp.Spawn(t.Context(), procChan, make(chan int), mp.WorkerOptions{})
+	if err == nil || !strings.Contains(err.Error(), "chan int") {
+		t.Errorf("got %v, want an error naming chan int", err)
+	}
+	_, err = mp.Spawn(t.Context(), mp.Func[int, int]{}, 1, mp.WorkerOptions{})
+	if !errors.Is(err, mp.ErrNotRegistered) {
+		t.Errorf("got %v, want ErrNotRegistered", err)
+	}
+}
+
+func TestSpawnContextKills(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	p, err := mp.Spawn(ctx, procSleep, time.Hour, mp.WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer wcancel()
+	_, err = p.Wait(wctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	if _, ok := errors.AsType[*mp.ExitError](err); !ok {
+		t.Errorf("got %v, want it to carry an *mp.ExitError", err)
+	}
+	_ = procSquare
+}
