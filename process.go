@@ -89,8 +89,7 @@ func (p *Process[R]) run(startTimeout time.Duration, deadline time.Time, payload
 	defer p.stop()
 	wc := p.wc
 	defer wc.child.Conn.Close()
-	head := wire.AppendTaskHeader(nil, p.fn, deadline, 1)
-	head = wire.AppendUint32(head, len(payload))
+	head := wire.AppendTaskHeader(nil, wire.Task{Func: p.fn, Deadline: deadline, N: 1})
 	sent := make(chan error, 1)
 	go func() { sent <- wc.w.Write(wire.KindTask, 1, head, payload) }()
 
@@ -99,39 +98,30 @@ func (p *Process[R]) run(startTimeout time.Duration, deadline time.Time, payload
 		p.err = p.withCause(err)
 		return
 	}
-	item, err := p.readResult()
+	res, err := p.readResult()
 	<-sent
 	exit := wc.exitError("")
-	switch {
-	case err != nil:
+	if err != nil {
 		p.err = p.withCause(exit)
-	case item.Status == wire.StatusOK:
-		p.result, p.err = wire.Unmarshal[R](item.Data)
-		if p.err != nil {
-			p.err = fmt.Errorf("mp: %s: decoding the result: %w", p.fn, p.err)
-		}
-	default:
-		p.err = itemError(item)
+		return
 	}
+	decodeResult(p.fn, res, func(_ int, v R, err error) { p.result, p.err = v, err })
 }
 
 // readResult reads the one result a one-shot worker sends.
-func (p *Process[R]) readResult() (wire.Item, error) {
+func (p *Process[R]) readResult() (wire.Result, error) {
 	f, err := p.wc.r.Read()
 	if err != nil {
-		return wire.Item{}, err
+		return wire.Result{}, err
 	}
 	if f.Kind != wire.KindResult {
-		return wire.Item{}, fmt.Errorf("%w: expected a result, got a %v frame", wire.ErrMalformed, f.Kind)
+		return wire.Result{}, fmt.Errorf("%w: expected a result, got a %v frame", wire.ErrMalformed, f.Kind)
 	}
 	res, err := wire.ParseResult(f.Payload)
-	if err == nil && len(res.Items) != 1 {
-		err = fmt.Errorf("%w: %d results for one task", wire.ErrMalformed, len(res.Items))
+	if err == nil && res.N != 1 {
+		err = fmt.Errorf("%w: %d results for one task", wire.ErrMalformed, res.N)
 	}
-	if err != nil {
-		return wire.Item{}, err
-	}
-	return res.Items[0], nil
+	return res, err
 }
 
 // withCause adds the context's cause to the error of a process ctx killed.
@@ -142,24 +132,63 @@ func (p *Process[R]) withCause(err error) error {
 	return err
 }
 
-// itemError turns a task item's error outcome into the error callers see:
-// a *RemoteError or a *PanicError.
-func itemError(it wire.Item) error {
-	switch it.Status {
+// decodeResult calls each with the value or error of every item of res.
+// Errors are the function's own (a *RemoteError), a *PanicError, or a
+// decoding error.
+func decodeResult[R any](fn string, res wire.Result, each func(i int, v R, err error)) {
+	failed := make(map[int]error, len(res.Failures))
+	for _, f := range res.Failures {
+		failed[f.Index] = failureError(f)
+	}
+	var values []R
+	var verr error
+	switch {
+	case len(failed) == res.N:
+		// Nothing to decode.
+	case res.N == 1:
+		var v R
+		v, verr = wire.Unmarshal[R](res.Values)
+		values = []R{v}
+	default:
+		values, verr = wire.Unmarshal[[]R](res.Values)
+		if verr == nil && len(values) != res.N {
+			verr = fmt.Errorf("%w: %d results for %d items", wire.ErrMalformed, len(values), res.N)
+		}
+	}
+	if verr != nil {
+		verr = fmt.Errorf("mp: %s: decoding the result: %w", fn, verr)
+	}
+	for i := range res.N {
+		var zero R
+		switch {
+		case failed[i] != nil:
+			each(i, zero, failed[i])
+		case verr != nil:
+			each(i, zero, verr)
+		default:
+			each(i, values[i], nil)
+		}
+	}
+}
+
+// failureError turns a failed item into the error callers see: a
+// *RemoteError or a *PanicError.
+func failureError(f wire.Failure) error {
+	switch f.Status {
 	case wire.StatusError:
 		var info wire.ErrorInfo
-		if err := wire.UnmarshalAny(it.Data, &info); err != nil {
+		if err := wire.UnmarshalAny(f.Info, &info); err != nil {
 			return err
 		}
 		return remoteError(info)
 	case wire.StatusPanic:
 		var info wire.PanicInfo
-		if err := wire.UnmarshalAny(it.Data, &info); err != nil {
+		if err := wire.UnmarshalAny(f.Info, &info); err != nil {
 			return err
 		}
 		return &PanicError{Value: info.Value, Stack: info.Stack}
 	}
-	return fmt.Errorf("%w: item status %d", wire.ErrMalformed, it.Status)
+	return fmt.Errorf("%w: item status %d", wire.ErrMalformed, f.Status)
 }
 
 // Pid returns the process ID.

@@ -118,21 +118,49 @@ func checkName(name string) error {
 func signature(in, out reflect.Type) string { return fmt.Sprintf("(%v) %v", in, out) }
 
 func handler[T, R any](name string, fn func(context.Context, T) (R, error)) worker.Handler {
-	return func(ctx context.Context, arg []byte) ([]byte, error) {
-		v, err := wire.Unmarshal[T](arg)
-		if err != nil {
-			return nil, fmt.Errorf("mp: %s: decoding the argument: %w", name, err)
+	return func(ctx context.Context, args []byte, n int, call func(int, func(context.Context) error)) ([]byte, error) {
+		if n == 1 {
+			v, err := wire.Unmarshal[T](args)
+			if err != nil {
+				return nil, fmt.Errorf("mp: %s: decoding the argument: %w", name, err)
+			}
+			var r R
+			call(0, func(ctx context.Context) error {
+				out, err := fn(ctx, v)
+				if err == nil {
+					r = out
+				}
+				return err
+			})
+			return encodeResults(name, r)
 		}
-		r, err := fn(ctx, v)
-		if err != nil {
-			return nil, err
+		vs, err := wire.Unmarshal[[]T](args)
+		if err == nil && len(vs) != n {
+			err = fmt.Errorf("%w: %d arguments for a task of %d", wire.ErrMalformed, len(vs), n)
 		}
-		out, err := wire.Marshal(r)
 		if err != nil {
-			return nil, fmt.Errorf("mp: %s: encoding the result %T: %w", name, r, err)
+			return nil, fmt.Errorf("mp: %s: decoding the arguments: %w", name, err)
 		}
-		return out, nil
+		rs := make([]R, n)
+		for i, v := range vs {
+			call(i, func(ctx context.Context) error {
+				out, err := fn(ctx, v)
+				if err == nil {
+					rs[i] = out
+				}
+				return err
+			})
+		}
+		return encodeResults(name, rs)
 	}
+}
+
+func encodeResults[V any](name string, v V) ([]byte, error) {
+	out, err := wire.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("mp: %s: encoding the result: %w", name, err)
+	}
+	return out, nil
 }
 
 // Lookup returns the function registered under name, for callers that know
@@ -214,6 +242,8 @@ func Main() {
 		Lookup:      lookupHandler,
 		Describe:    describeError,
 		OnHello:     func(h wire.Hello) { workerName.Store(&h.Name) },
+
+		NotRegistered: ErrNotRegistered,
 	}))
 }
 

@@ -6,121 +6,121 @@ import (
 	"time"
 )
 
-// Task is the body of a KindTask frame: a function name, an optional
-// deadline and a batch of encoded arguments, run one after another.
+// Task is the body of a KindTask frame: a function name, when it must end,
+// and its N arguments, encoded together in Args: as a single value when N is
+// 1, as an array of N values otherwise.
 type Task struct {
 	Func     string
-	Deadline time.Time // zero: none
-	Items    [][]byte
+	Deadline time.Time     // zero: none; the caller's deadline
+	Timeout  time.Duration // zero: none; counted from when the task starts
+	N        int
+	Args     []byte
 }
 
-// AppendTask appends the encoding of t to dst:
+// AppendTaskHeader appends the encoding of everything of t but its Args,
+// which follow it to the end of the frame:
 //
 //	u16 name length, name, i64 deadline (Unix ns, 0 for none),
-//	u32 item count, then per item: u32 length, bytes.
+//	i64 timeout (ns, 0 for none), u32 N.
 //
-// Item bytes are copied; callers sending large arguments should use
-// [TaskHeader] and pass the items as separate parts to [Writer.Write].
-func AppendTask(dst []byte, t Task) []byte {
-	dst = AppendTaskHeader(dst, t.Func, t.Deadline, len(t.Items))
-	for _, it := range t.Items {
-		dst = binary.BigEndian.AppendUint32(dst, uint32(len(it)))
-		dst = append(dst, it...)
-	}
-	return dst
-}
-
-// AppendTaskHeader appends everything of a task body up to its first item.
-func AppendTaskHeader(dst []byte, fn string, deadline time.Time, n int) []byte {
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(fn)))
-	dst = append(dst, fn...)
+// Sending the header and t.Args as two parts to [Writer.Write] never copies
+// the arguments.
+func AppendTaskHeader(dst []byte, t Task) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(t.Func)))
+	dst = append(dst, t.Func...)
 	var d int64
-	if !deadline.IsZero() {
-		d = deadline.UnixNano()
+	if !t.Deadline.IsZero() {
+		d = t.Deadline.UnixNano()
 	}
 	dst = binary.BigEndian.AppendUint64(dst, uint64(d))
-	return binary.BigEndian.AppendUint32(dst, uint32(n))
+	dst = binary.BigEndian.AppendUint64(dst, uint64(t.Timeout))
+	return binary.BigEndian.AppendUint32(dst, uint32(t.N))
 }
 
-// ParseTask decodes a task body. Items alias b.
+// ParseTask decodes a task body. Args aliases b.
 func ParseTask(b []byte) (Task, error) {
 	var t Task
 	p := parser{b: b}
-	t.Func = string(p.bytes(int(p.u16())))
+	t.Func = string(p.take(int(p.u16())))
 	if d := int64(p.u64()); d != 0 {
 		t.Deadline = time.Unix(0, d)
 	}
-	n := p.count()
-	t.Items = make([][]byte, 0, n)
-	for range n {
-		t.Items = append(t.Items, p.bytes(int(p.u32())))
+	t.Timeout = time.Duration(p.u64())
+	if t.Timeout < 0 && p.err == nil {
+		p.err = fmt.Errorf("%w: negative timeout", ErrMalformed)
 	}
+	t.N = int(p.u32())
+	if t.N == 0 && p.err == nil {
+		p.err = fmt.Errorf("%w: task of no items", ErrMalformed)
+	}
+	t.Args = p.rest()
 	return t, p.done("task")
 }
 
 // Status is the outcome of one item of a task.
 type Status uint8
 
-// The item outcomes.
+// The outcomes of an item that failed.
 const (
-	StatusOK    Status = 0 // Data is the encoded result
-	StatusError Status = 1 // Data is an encoded [ErrorInfo]
-	StatusPanic Status = 2 // Data is an encoded [PanicInfo]
+	StatusError Status = 1 // Info is an encoded [ErrorInfo]
+	StatusPanic Status = 2 // Info is an encoded [PanicInfo]
 )
 
-// Item is the outcome of one item of a task.
-type Item struct {
+// Failure is one item of a task that did not return a value.
+type Failure struct {
+	Index  int
 	Status Status
-	Data   []byte
+	Info   []byte
 }
 
-// Result is the body of a KindResult frame.
+// Result is the body of a KindResult frame: the N results of a task,
+// encoded together in Values as the task's arguments were (the zero value
+// stands in for an item that failed), and the items that failed.
 type Result struct {
-	Items []Item
-	RSS   uint64 // the worker's resident set size after the task, if asked for
+	RSS      uint64 // the worker's resident set size after the task, if asked for
+	N        int
+	Failures []Failure
+	Values   []byte
 }
 
-// ErrorInfo is an error returned by a task function, as it crosses the wire.
-type ErrorInfo struct {
-	Type     string `cbor:"1,keyasint"`
-	Msg      string `cbor:"2,keyasint"`
-	Sentinel string `cbor:"3,keyasint,omitempty"` // the key of a registered sentinel it matches
-}
-
-// PanicInfo is a panic in a task function, as it crosses the wire.
-type PanicInfo struct {
-	Value string `cbor:"1,keyasint"`
-	Stack []byte `cbor:"2,keyasint"`
-}
-
-// AppendResult appends the encoding of r to dst:
+// AppendResultHeader appends the encoding of everything of r but its
+// Values, which follow it to the end of the frame:
 //
-//	u64 rss, u32 item count, then per item: u8 status, u32 length, bytes.
-func AppendResult(dst []byte, r Result) []byte {
+//	u64 rss, u32 N, u32 failure count,
+//	then per failure: u32 index, u8 status, u32 length, info.
+func AppendResultHeader(dst []byte, r Result) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, r.RSS)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(r.Items)))
-	for _, it := range r.Items {
-		dst = append(dst, byte(it.Status))
-		dst = binary.BigEndian.AppendUint32(dst, uint32(len(it.Data)))
-		dst = append(dst, it.Data...)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(r.N))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(r.Failures)))
+	for _, f := range r.Failures {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(f.Index))
+		dst = append(dst, byte(f.Status))
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(f.Info)))
+		dst = append(dst, f.Info...)
 	}
 	return dst
 }
 
-// ParseResult decodes a result body. Item data alias b.
+// ParseResult decodes a result body. Infos and Values alias b.
 func ParseResult(b []byte) (Result, error) {
 	var r Result
 	p := parser{b: b}
 	r.RSS = p.u64()
-	n := p.count()
-	r.Items = make([]Item, 0, n)
-	for range n {
-		st := Status(p.u8())
-		if st > StatusPanic && p.err == nil {
-			p.err = fmt.Errorf("%w: unknown item status %d", ErrMalformed, st)
-		}
-		r.Items = append(r.Items, Item{Status: st, Data: p.bytes(int(p.u32()))})
+	r.N = int(p.u32())
+	nf := p.count(9)
+	if nf > r.N && p.err == nil {
+		p.err = fmt.Errorf("%w: %d failures among %d items", ErrMalformed, nf, r.N)
 	}
+	r.Failures = make([]Failure, 0, nf)
+	for range nf {
+		f := Failure{Index: int(p.u32()), Status: Status(p.u8())}
+		f.Info = p.take(int(p.u32()))
+		if p.err == nil && (f.Index >= r.N || f.Status < StatusError || f.Status > StatusPanic) {
+			p.err = fmt.Errorf("%w: failure of item %d of %d with status %d", ErrMalformed, f.Index, r.N, f.Status)
+		}
+		r.Failures = append(r.Failures, f)
+	}
+	r.Values = p.rest()
 	return r, p.done("result")
 }
 
@@ -172,13 +172,20 @@ func (p *parser) u64() uint64 {
 	return 0
 }
 
-func (p *parser) bytes(n int) []byte { return p.take(n) }
+func (p *parser) rest() []byte {
+	if p.err != nil {
+		return nil
+	}
+	v := p.b
+	p.b = nil
+	return v
+}
 
-// count reads an item count and checks it against the bytes left, at least
-// four per item, so a forged count cannot make the decoder allocate.
-func (p *parser) count() int {
+// count reads a count of records of at least min bytes each, and checks it
+// against the bytes left, so a forged count cannot make the decoder allocate.
+func (p *parser) count(min int) int {
 	n := int(p.u32())
-	if p.err == nil && n > len(p.b)/4 {
+	if p.err == nil && n > len(p.b)/min {
 		p.err = fmt.Errorf("%w: %d items claimed in %d bytes", ErrMalformed, n, len(p.b))
 		return 0
 	}
@@ -195,5 +202,15 @@ func (p *parser) done(what string) error {
 	return nil
 }
 
-// AppendUint32 appends n as a big-endian uint32, as item lengths are sent.
-func AppendUint32(dst []byte, n int) []byte { return binary.BigEndian.AppendUint32(dst, uint32(n)) }
+// ErrorInfo is an error returned by a task function, as it crosses the wire.
+type ErrorInfo struct {
+	Type     string `cbor:"1,keyasint"`
+	Msg      string `cbor:"2,keyasint"`
+	Sentinel string `cbor:"3,keyasint,omitempty"` // the message of a declared sentinel it matches
+}
+
+// PanicInfo is a panic in a task function, as it crosses the wire.
+type PanicInfo struct {
+	Value string `cbor:"1,keyasint"`
+	Stack []byte `cbor:"2,keyasint"`
+}

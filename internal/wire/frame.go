@@ -23,6 +23,7 @@ const (
 	KindResult  Kind = 3 // worker to parent: a [Result] body
 	KindCancel  Kind = 4 // parent to worker: cancel task ID (running) or revoke it (queued)
 	KindRevoked Kind = 5 // worker to parent: task ID was revoked before it started
+	KindRevoke  Kind = 6 // parent to worker: revoke task ID if it has not started
 )
 
 func (k Kind) String() string {
@@ -37,6 +38,8 @@ func (k Kind) String() string {
 		return "cancel"
 	case KindRevoked:
 		return "revoked"
+	case KindRevoke:
+		return "revoke"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

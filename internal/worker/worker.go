@@ -16,10 +16,11 @@ import (
 	"github.com/go-mp/mp/internal/wire"
 )
 
-// Handler runs a registered function on one encoded argument and returns
-// its encoded result. A non-nil error is the function's own error (or its
-// argument's or result's encoding error).
-type Handler func(ctx context.Context, arg []byte) ([]byte, error)
+// Handler runs a registered function over a task's n encoded arguments and
+// returns their encoded results. It makes each call of the function through
+// call, which recovers a panic and records a failure of item i; a non-nil
+// error (the arguments or results could not be coded) fails every item.
+type Handler func(ctx context.Context, args []byte, n int, call func(i int, f func(context.Context) error)) (values []byte, err error)
 
 // Config is what the worker loop needs from the package that registers functions.
 type Config struct {
@@ -27,6 +28,8 @@ type Config struct {
 	Lookup      func(name string) (Handler, bool)
 	Describe    func(error) wire.ErrorInfo // how an error crosses the wire
 	OnHello     func(wire.Hello)           // called with the parent's hello before any task
+	// NotRegistered is the error wrapped for a task of an unknown function.
+	NotRegistered error
 }
 
 // Exit codes of a worker that stops on its own.
@@ -115,7 +118,9 @@ func (s *server) read(r *wire.Reader) {
 			default:
 			}
 		case wire.KindCancel:
-			s.cancel(f.ID)
+			s.cancel(f.ID, true)
+		case wire.KindRevoke:
+			s.cancel(f.ID, false)
 		default:
 			fmt.Fprintf(os.Stderr, "mp: worker %d: unexpected %v frame\n", os.Getpid(), f.Kind)
 			os.Exit(ExitProtocol)
@@ -123,10 +128,11 @@ func (s *server) read(r *wire.Reader) {
 	}
 }
 
-// cancel cancels task id if it runs, or revokes it if it is still queued.
-func (s *server) cancel(id uint64) {
+// cancel revokes task id if it is still queued, and if running is set,
+// cancels its context if it runs.
+func (s *server) cancel(id uint64, running bool) {
 	s.mu.Lock()
-	if s.running != nil && s.running.id == id {
+	if running && s.running != nil && s.running.id == id {
 		s.running.cancel()
 		s.mu.Unlock()
 		return
@@ -173,46 +179,75 @@ func (s *server) run() int {
 		s.mu.Lock()
 		s.running = nil
 		s.mu.Unlock()
-		if err := s.write(wire.KindResult, t.id, wire.AppendResult(nil, res)); err != nil {
+		if err := s.write(wire.KindResult, t.id, wire.AppendResultHeader(nil, res), res.Values); err != nil {
 			fmt.Fprintf(os.Stderr, "mp: worker %d: sending result: %v\n", os.Getpid(), err)
 			return ExitOK
 		}
 		if s.hello.OneShot {
-			for _, it := range res.Items {
-				if it.Status != wire.StatusOK {
-					return ExitTaskError
-				}
+			if len(res.Failures) > 0 {
+				return ExitTaskError
 			}
 			return ExitOK
 		}
 	}
 }
 
-func (s *server) write(kind wire.Kind, id uint64, payload []byte) error {
+func (s *server) write(kind wire.Kind, id uint64, parts ...[]byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.w.Write(kind, id, payload)
+	return s.w.Write(kind, id, parts...)
 }
 
 // execute runs every item of t and never panics.
 func (s *server) execute(t *task) wire.Result {
-	res := wire.Result{Items: make([]wire.Item, len(t.body.Items))}
+	res := wire.Result{N: t.body.N}
 	h, ok := s.cfg.Lookup(t.body.Func)
-	for i, arg := range t.body.Items {
-		if !ok {
-			res.Items[i] = s.errorItem(fmt.Errorf("mp: function %q is not registered in worker %d", t.body.Func, os.Getpid()))
-			continue
-		}
-		res.Items[i] = s.call(t.ctx, h, arg)
+	if !ok {
+		s.failAll(&res, fmt.Errorf("%w: %q, in worker %d", s.cfg.NotRegistered, t.body.Func, os.Getpid()))
+		return res
 	}
-	s.fitLimit(t.body.Func, &res)
+	call := func(i int, f func(context.Context) error) {
+		ctx, cancel := t.ctx, context.CancelFunc(nil)
+		if t.body.Timeout > 0 { // each item has its own timeout
+			ctx, cancel = context.WithTimeout(ctx, t.body.Timeout)
+		}
+		if fail, failed := s.guard(i, ctx, f); failed {
+			res.Failures = append(res.Failures, fail)
+		}
+		if cancel != nil {
+			cancel()
+		}
+	}
+	values, err := h(t.ctx, t.body.Args, t.body.N, call)
+	if err != nil {
+		s.failAll(&res, err)
+		return res
+	}
+	res.Values = values
 	if s.hello.ReportRSS {
 		res.RSS = rss()
+	}
+	if size := len(wire.AppendResultHeader(nil, res)) + len(values); size > s.w.Max() {
+		var err error = &wire.FrameTooLargeError{Size: int64(size), Limit: s.w.Max()}
+		if res.N > 1 {
+			err = fmt.Errorf("mp: the %d results of one chunk of %s total %d bytes, over the %d-byte message limit: use a smaller chunk size or raise WorkerOptions.MaxMessageSize", res.N, t.body.Func, size, s.w.Max())
+		}
+		s.failAll(&res, err)
 	}
 	return res
 }
 
-func (s *server) call(ctx context.Context, h Handler, arg []byte) (it wire.Item) {
+func (s *server) failAll(res *wire.Result, err error) {
+	info := s.errorInfo(err)
+	res.Values = nil
+	res.Failures = res.Failures[:0]
+	for i := range res.N {
+		res.Failures = append(res.Failures, wire.Failure{Index: i, Status: wire.StatusError, Info: info})
+	}
+}
+
+// guard calls f, turning its error or panic into a failure of item i.
+func (s *server) guard(i int, ctx context.Context, f func(context.Context) error) (fail wire.Failure, failed bool) {
 	defer func() {
 		if v := recover(); v != nil {
 			info := wire.PanicInfo{Value: fmt.Sprint(v), Stack: debug.Stack()}
@@ -220,17 +255,16 @@ func (s *server) call(ctx context.Context, h Handler, arg []byte) (it wire.Item)
 			if err != nil {
 				data, _ = wire.MarshalAny(wire.PanicInfo{Value: "unprintable panic value"})
 			}
-			it = wire.Item{Status: wire.StatusPanic, Data: data}
+			fail, failed = wire.Failure{Index: i, Status: wire.StatusPanic, Info: data}, true
 		}
 	}()
-	out, err := h(ctx, arg)
-	if err != nil {
-		return s.errorItem(err)
+	if err := f(ctx); err != nil {
+		return wire.Failure{Index: i, Status: wire.StatusError, Info: s.errorInfo(err)}, true
 	}
-	return wire.Item{Status: wire.StatusOK, Data: out}
+	return wire.Failure{}, false
 }
 
-func (s *server) errorItem(err error) wire.Item {
+func (s *server) errorInfo(err error) []byte {
 	info := wire.ErrorInfo{Type: fmt.Sprintf("%T", err), Msg: err.Error()}
 	if s.cfg.Describe != nil {
 		info = s.cfg.Describe(err)
@@ -239,34 +273,5 @@ func (s *server) errorItem(err error) wire.Item {
 	if merr != nil {
 		panic(merr) // ErrorInfo holds strings only
 	}
-	return wire.Item{Status: wire.StatusError, Data: data}
-}
-
-// fitLimit replaces results that would make the frame too large with an
-// error that says so, so an oversized result fails its task, not the worker.
-func (s *server) fitLimit(fn string, res *wire.Result) {
-	limit := s.w.Max()
-	size := func() int {
-		n := 12
-		for _, it := range res.Items {
-			n += 5 + len(it.Data)
-		}
-		return n
-	}
-	for total := size(); total > limit; total = size() {
-		big := 0
-		for i, it := range res.Items {
-			if len(it.Data) > len(res.Items[big].Data) {
-				big = i
-			}
-		}
-		n := len(res.Items[big].Data)
-		if n < 256 {
-			for i := range res.Items {
-				res.Items[i] = s.errorItem(fmt.Errorf("mp: the results of one task of %s total %d bytes, over the %d-byte message limit: use a smaller chunk size or raise WorkerOptions.MaxMessageSize", fn, total, limit))
-			}
-			return
-		}
-		res.Items[big] = s.errorItem(&wire.FrameTooLargeError{Size: int64(n), Limit: limit})
-	}
+	return data
 }

@@ -1,0 +1,71 @@
+package mp
+
+import (
+	"context"
+	"fmt"
+)
+
+// Apply calls f(arg) in one of the pool's workers and returns its result,
+// as Python's Pool.apply. It blocks until the call is done. Its errors are
+// those of [Map], with Index -1 in the *[TaskError]. A round trip costs
+// about 40µs on a 2-core machine (BenchmarkApply).
+func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) (R, error) {
+	return ApplyAsync(ctx, p, f, arg).Wait(context.Background())
+}
+
+// Future is the pending result of [ApplyAsync]. Its methods are safe for
+// concurrent use.
+type Future[R any] struct {
+	done  chan struct{}
+	value R
+	err   error
+}
+
+// ApplyAsync starts f(arg) in one of the pool's workers and returns at
+// once, as Python's Pool.apply_async. Cancelling ctx cancels the call. The
+// call runs whether or not anyone waits for it.
+func ApplyAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) *Future[R] {
+	fu := &Future[R]{done: make(chan struct{})}
+	if _, err := f.lookup(); err != nil {
+		fu.err = err
+		close(fu.done)
+		return fu
+	}
+	if err := ctx.Err(); err != nil {
+		fu.err = fmt.Errorf("mp: %s: %w", f.name, context.Cause(ctx))
+		close(fu.done)
+		return fu
+	}
+	c := newCollector[R](ctx, p, f.name)
+	c.apply = true
+	units, failures := makeUnits(&c.call, 0, []T{arg}, 1, p.maxMessage())
+	if err := c.submit(units, failures); err != nil {
+		c.finish()
+		fu.err = fmt.Errorf("mp: %s: %w", f.name, err)
+		close(fu.done)
+		return fu
+	}
+	go func() {
+		defer close(fu.done)
+		defer c.finish()
+		outs, _ := c.take(nil)
+		fu.value, fu.err = outs[0].value, outs[0].err
+	}()
+	return fu
+}
+
+// Wait waits for the call to complete and returns its result. If ctx ends
+// first, Wait returns ctx's error and the call goes on (cancel the context
+// given to ApplyAsync to stop it). Wait may be called any number of times.
+func (fu *Future[R]) Wait(ctx context.Context) (R, error) {
+	select {
+	case <-fu.done:
+		return fu.value, fu.err
+	case <-ctx.Done():
+		var zero R
+		return zero, context.Cause(ctx)
+	}
+}
+
+// Done returns a channel that is closed when the result is ready.
+func (fu *Future[R]) Done() <-chan struct{} { return fu.done }

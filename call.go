@@ -1,0 +1,265 @@
+package mp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-mp/mp/internal/wire"
+)
+
+// call is one Map, Imap or Apply call in a pool: the context its tasks run
+// under, and where their outcomes go.
+type call struct {
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	fn       string
+	timeout  time.Duration
+	deadline time.Time
+	sink     interface {
+		resolve(u *unit, res wire.Result, err error)
+		grow(units int) // the call has this many more units pending
+	}
+	stopWatch func() bool
+}
+
+// unit is one task: a chunk of consecutive items of a call.
+type unit struct {
+	c     *call
+	index int // of its first item in the call's input
+	n     int
+	head  []byte // the task frame's header
+	args  []byte // the encoded arguments
+	// encode encodes items [off, off+n) of this unit's input, for split.
+	encode  func(off, n int) ([]byte, error)
+	attempt int
+
+	// Guarded by the pool's lock while the unit is in flight.
+	id         uint64
+	failed     error  // the outcome, once decided by a cancel, a timeout or a kill
+	cause      string // why it was stopped, for Stats
+	splitting  bool   // overran its timeout: to be run again in smaller chunks
+	stolen     bool   // an idle worker wants it
+	revokeSent bool
+	killAt     time.Time
+}
+
+// reset readies a unit that never ran, or that is to run again, for the queue.
+func (u *unit) reset() {
+	u.id, u.cause, u.splitting, u.stolen, u.revokeSent, u.killAt = 0, "", false, false, false, time.Time{}
+}
+
+// maxSplit is how many parts a chunk is split into when its worker dies or
+// it overruns its timeout: few enough that a looping item in a big chunk is
+// found in a few rounds, many enough that little work is repeated.
+const maxSplit = 16
+
+// split divides a chunk whose worker died, or that overran its timeout,
+// into smaller chunks to run again, so that the item at fault ends up alone
+// and the others succeed.
+func (u *unit) split() []*unit {
+	parts := min(u.n, maxSplit)
+	out := make([]*unit, 0, parts)
+	for i := range parts {
+		lo, hi := u.n*i/parts, u.n*(i+1)/parts
+		part := newUnit(u.c, u.index+lo, hi-lo, func(off, n int) ([]byte, error) { return u.encode(lo+off, n) })
+		part.attempt = u.attempt
+		// These items were encoded together before, so this cannot fail
+		// unless encoding is not deterministic; if it does, the part fails.
+		part.args, part.failed = part.encode(0, part.n)
+		out = append(out, part)
+	}
+	return out
+}
+
+// newUnit makes the unit of items [index, index+n) of c. It encodes them
+// now; the pool's failure paths use the units that fail to encode.
+func newUnit(c *call, index, n int, encode func(off, n int) ([]byte, error)) *unit {
+	u := &unit{c: c, index: index, n: n, encode: encode}
+	u.head = wire.AppendTaskHeader(nil, wire.Task{Func: c.fn, Deadline: c.deadline, Timeout: c.timeout, N: n})
+	return u
+}
+
+// makeUnits cuts items (the call's items from index on) into units of
+// chunk items and encodes them. Items that cannot be encoded, or are over
+// the message limit alone, come back as failures instead.
+func makeUnits[T any](c *call, index int, items []T, chunk, limit int) (units []*unit, failures map[int]error) {
+	encode := func(off, n int) ([]byte, error) {
+		if n == 1 {
+			return wire.Marshal(items[off])
+		}
+		return wire.Marshal(items[off : off+n])
+	}
+	var cut func(off, n int)
+	cut = func(off, n int) {
+		u := newUnit(c, index+off, n, func(o, k int) ([]byte, error) { return encode(off+o, k) })
+		args, err := encode(off, n)
+		if err == nil && len(args)+len(u.head) > limit {
+			err = messageError(&wire.FrameTooLargeError{Size: int64(len(args) + len(u.head)), Limit: limit})
+		}
+		if err == nil {
+			u.args = args
+			units = append(units, u)
+			return
+		}
+		if n > 1 { // find the items at fault
+			for i := range n {
+				cut(off+i, 1)
+			}
+			return
+		}
+		if failures == nil {
+			failures = make(map[int]error)
+		}
+		failures[index+off] = fmt.Errorf("mp: %s: encoding the argument %T: %w", c.fn, items[off], err)
+	}
+	for off := 0; off < len(items); off += chunk {
+		cut(off, min(chunk, len(items)-off))
+	}
+	return units, failures
+}
+
+// outcome is the result of one item.
+type outcome[R any] struct {
+	index int
+	value R
+	err   error // a *TaskError
+}
+
+// collector gathers the outcomes of a call's units as workers return them.
+type collector[R any] struct {
+	call
+	pool  *Pool
+	apply bool // errors carry index -1
+
+	mu      sync.Mutex
+	ready   []outcome[R]
+	pending int           // units submitted and not yet resolved
+	notify  chan struct{} // poked when ready grows
+}
+
+// newCollector starts a call on p. The caller must call finish.
+func newCollector[R any](ctx context.Context, p *Pool, fn string) *collector[R] {
+	c := &collector[R]{pool: p, notify: make(chan struct{}, 1)}
+	c.fn, c.timeout = fn, p.opts.TaskTimeout
+	c.ctx, c.cancel = context.WithCancelCause(ctx)
+	c.deadline, _ = ctx.Deadline()
+	c.sink = c
+	c.stopWatch = context.AfterFunc(c.ctx, func() { p.cancelCall(&c.call) })
+	return c
+}
+
+func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {
+	outs := make([]outcome[R], 0, u.n)
+	if err != nil {
+		for i := range u.n {
+			outs = append(outs, outcome[R]{index: u.index + i, err: c.taskError(u.index+i, err)})
+		}
+	} else {
+		decodeResult(c.fn, res, func(i int, v R, err error) {
+			if err != nil {
+				err = c.taskError(u.index+i, err)
+			}
+			outs = append(outs, outcome[R]{index: u.index + i, value: v, err: err})
+		})
+	}
+	c.mu.Lock()
+	c.ready = append(c.ready, outs...)
+	c.pending--
+	c.mu.Unlock()
+	c.poke()
+}
+
+func (c *collector[R]) grow(units int) {
+	c.mu.Lock()
+	c.pending += units
+	c.mu.Unlock()
+}
+
+func (c *collector[R]) poke() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (c *collector[R]) taskError(index int, err error) error {
+	if c.apply {
+		index = -1
+	}
+	return &TaskError{Func: c.fn, Index: index, Err: err}
+}
+
+// submit sends units to the pool and records failures found while encoding.
+func (c *collector[R]) submit(units []*unit, failures map[int]error) error {
+	if len(failures) > 0 {
+		c.mu.Lock()
+		for i, err := range failures {
+			c.ready = append(c.ready, outcome[R]{index: i, err: c.taskError(i, err)})
+		}
+		c.mu.Unlock()
+		c.poke()
+	}
+	if len(units) == 0 {
+		return nil
+	}
+	for _, u := range units {
+		u.c = &c.call
+	}
+	c.mu.Lock()
+	c.pending += len(units)
+	c.mu.Unlock()
+	if err := c.pool.submit(units); err != nil {
+		c.mu.Lock()
+		c.pending -= len(units)
+		c.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// take waits until outcomes are ready, or nothing is pending, and returns
+// the ready outcomes and how many units are still pending.
+func (c *collector[R]) take(buf []outcome[R]) ([]outcome[R], int) {
+	for {
+		c.mu.Lock()
+		if len(c.ready) > 0 || c.pending == 0 {
+			buf = append(buf[:0], c.ready...)
+			clear(c.ready)
+			c.ready = c.ready[:0]
+			pending := c.pending
+			c.mu.Unlock()
+			return buf, pending
+		}
+		c.mu.Unlock()
+		<-c.notify
+	}
+}
+
+// finish cancels whatever of the call is still running, waits until the
+// pool has released all of its units (so its workers are free again), and
+// returns. Outcomes still to come are dropped.
+func (c *collector[R]) finish() {
+	c.mu.Lock()
+	pending := c.pending
+	c.mu.Unlock()
+	if pending == 0 {
+		c.stopWatch() // the common case: nothing left to cancel
+		c.cancel(errCallDone)
+		return
+	}
+	c.cancel(errCallDone)
+	c.pool.cancelCall(&c.call)
+	for {
+		if _, pending := c.take(nil); pending == 0 {
+			return
+		}
+	}
+}
+
+// errCallDone is the cause of the cancellation of a call's leftovers when
+// its caller has what it needs (the first error of a Map, or a break out of
+// an Imap loop).
+var errCallDone = errors.New("mp: call ended by its caller")

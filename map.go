@@ -1,0 +1,246 @@
+package mp
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"sync/atomic"
+
+	"github.com/go-mp/mp/internal/wire"
+)
+
+// Map calls f on every item of in, in the pool's workers, and returns the
+// results in the order of in, as Python's Pool.map. It blocks until every
+// item is done or one has failed.
+//
+// Items travel in chunks (see [ChunkSize]); the default, ceil(n / (4 ×
+// workers)), makes Map about as cheap per item as a function call plus the
+// encoding. On the first item that fails, Map cancels the rest and returns
+// a *[TaskError] naming the item's index, whose cause is the function's
+// error (a [*RemoteError]), a [*PanicError], an [*ExitError] if the item's
+// worker died, or a context error if its deadline passed. Use [MapAll] to
+// get every item's result or error.
+//
+// Cancelling ctx cancels the tasks (killing the workers running them after
+// a short grace) and returns an error matching ctx's error. Map returns
+// [ErrPoolClosed] on a closed pool, and an error wrapping
+// [ErrNotRegistered] for a zero Func.
+func Map[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, opts ...CallOption) ([]R, error) {
+	out, errs, err := mapAll(ctx, p, f, in, true, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// MapAll is [Map] that runs every item whatever the others do, and returns
+// each item's result and error: errs is nil if all succeeded, and
+// otherwise holds a *[TaskError] at the index of each item that failed
+// (out holds the zero value there). err is for the call as a whole: a
+// closed pool, an unregistered function, or ctx ending (then the items not
+// done have ctx's error in errs as well).
+func MapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, opts ...CallOption) (out []R, errs []error, err error) {
+	return mapAll(ctx, p, f, in, false, opts)
+}
+
+func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFast bool, opts []CallOption) ([]R, []error, error) {
+	cfg := newCallConfig(opts)
+	if _, err := f.lookup(); err != nil {
+		return nil, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("mp: %s: %w", f.name, context.Cause(ctx))
+	}
+	out := make([]R, len(in))
+	if len(in) == 0 {
+		return out, nil, nil
+	}
+	chunk := cfg.chunk
+	if chunk <= 0 {
+		chunk = (len(in) + 4*p.opts.Workers - 1) / (4 * p.opts.Workers)
+	}
+	c := newCollector[R](ctx, p, f.name)
+	defer c.finish()
+	units, failures := makeUnits(&c.call, 0, in, chunk, p.maxMessage())
+	if err := c.submit(units, failures); err != nil {
+		return nil, nil, fmt.Errorf("mp: %s: %w", f.name, err)
+	}
+	var errs []error
+	var buf []outcome[R]
+	for done := 0; done < len(in); {
+		buf, _ = c.take(buf)
+		for _, o := range buf {
+			out[o.index] = o.value
+			if o.err != nil {
+				if failFast {
+					return nil, []error{o.err}, nil
+				}
+				if errs == nil {
+					errs = make([]error, len(in))
+				}
+				errs[o.index] = o.err
+			}
+		}
+		done += len(buf)
+		if cfg.progress != nil && len(buf) > 0 {
+			cfg.progress(done, len(in))
+		}
+	}
+	if errs != nil && ctx.Err() != nil {
+		return out, errs, fmt.Errorf("mp: %s: %w", f.name, context.Cause(ctx))
+	}
+	return out, errs, nil
+}
+
+// Imap calls f on every item of in, in the pool's workers, and yields the
+// results in the order of in, as Python's Pool.imap. It reads in lazily,
+// keeping a bounded number of items in flight (a few per worker), so in
+// may be endless.
+//
+// A failed item yields the zero R and a *[TaskError], and iteration goes
+// on. Always range with both values, or errors are silently dropped:
+//
+//	for sq, err := range mp.Imap(ctx, pool, Square, slices.Values(nums)) {
+//		if err != nil { ... }
+//	}
+//
+// Breaking out of the loop cancels the items in flight and waits until
+// their workers are free again before the loop statement ends. If ctx
+// ends, the items in flight yield errors matching ctx's error and the
+// iteration stops. The sequence is single-use: ranging over it a second
+// time yields one error.
+func Imap[T, R any](ctx context.Context, p *Pool, f Func[T, R], in iter.Seq[T], opts ...CallOption) iter.Seq2[R, error] {
+	return imap(ctx, p, f, in, true, opts)
+}
+
+// ImapUnordered is [Imap] that yields results as they complete, not in
+// input order, as Python's Pool.imap_unordered. Results carry no index: if
+// you need it, have f return it with the result.
+func ImapUnordered[T, R any](ctx context.Context, p *Pool, f Func[T, R], in iter.Seq[T], opts ...CallOption) iter.Seq2[R, error] {
+	return imap(ctx, p, f, in, false, opts)
+}
+
+func imap[T, R any](ctx context.Context, p *Pool, f Func[T, R], in iter.Seq[T], ordered bool, opts []CallOption) iter.Seq2[R, error] {
+	var used atomic.Bool
+	return func(yield func(R, error) bool) {
+		var zero R
+		if used.Swap(true) {
+			yield(zero, fmt.Errorf("mp: %s: the sequence Imap returns can be ranged over once only", f.name))
+			return
+		}
+		if _, err := f.lookup(); err != nil {
+			yield(zero, err)
+			return
+		}
+		cfg := newCallConfig(opts)
+		it := &imapRun[T, R]{p: p, f: f, cfg: cfg, ordered: ordered, yield: yield}
+		it.run(ctx, in)
+	}
+}
+
+// imapRun is the state of one Imap or ImapUnordered iteration.
+type imapRun[T, R any] struct {
+	p       *Pool
+	f       Func[T, R]
+	cfg     callConfig
+	ordered bool
+	yield   func(R, error) bool
+
+	c      *collector[R]
+	read   int // items read from the input
+	done   int // items yielded
+	parked map[int]outcome[R]
+}
+
+func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
+	var zero R
+	it.c = newCollector[R](ctx, it.p, it.f.name)
+	defer it.c.finish()
+	next, stop := iter.Pull(in)
+	defer stop()
+	chunk := max(it.cfg.chunk, 1)
+	window := 2 * it.p.depth * it.p.opts.Workers // units in flight
+	exhausted := false
+	var buf []outcome[R]
+	for {
+		for !exhausted && it.pending() < window && ctx.Err() == nil {
+			batch := make([]T, 0, chunk)
+			for len(batch) < chunk {
+				v, ok := next()
+				if !ok {
+					exhausted = true
+					break
+				}
+				batch = append(batch, v)
+			}
+			if len(batch) == 0 {
+				break
+			}
+			units, failures := makeUnits(&it.c.call, it.read, batch, chunk, it.p.maxMessage())
+			if err := it.c.submit(units, failures); err != nil {
+				it.yield(zero, fmt.Errorf("mp: %s: %w", it.f.name, err))
+				return
+			}
+			it.read += len(batch)
+		}
+		if (exhausted || ctx.Err() != nil) && it.pending() == 0 && it.done == it.read {
+			if !exhausted {
+				it.yield(zero, fmt.Errorf("mp: %s: %w", it.f.name, context.Cause(ctx)))
+			}
+			return
+		}
+		buf, _ = it.c.take(buf)
+		for _, o := range buf {
+			if !it.emit(o) {
+				return
+			}
+		}
+		if it.cfg.progress != nil && len(buf) > 0 {
+			total := -1
+			if exhausted {
+				total = it.read
+			}
+			it.cfg.progress(it.done, total)
+		}
+	}
+}
+
+func (it *imapRun[T, R]) pending() int {
+	it.c.mu.Lock()
+	defer it.c.mu.Unlock()
+	return it.c.pending
+}
+
+// emit yields o, or parks it until the outcomes before it are yielded.
+func (it *imapRun[T, R]) emit(o outcome[R]) bool {
+	if !it.ordered {
+		it.done++
+		return it.yield(o.value, o.err)
+	}
+	if o.index != it.done {
+		if it.parked == nil {
+			it.parked = make(map[int]outcome[R])
+		}
+		it.parked[o.index] = o
+		return true
+	}
+	for {
+		it.done++
+		if !it.yield(o.value, o.err) {
+			return false
+		}
+		var ok bool
+		if o, ok = it.parked[it.done]; !ok {
+			return true
+		}
+		delete(it.parked, it.done)
+	}
+}
+
+// maxMessage returns the message size limit of the pool's workers.
+func (p *Pool) maxMessage() int { return cmp(p.opts.Worker.MaxMessageSize, wire.DefaultMaxFrame) }

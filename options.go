@@ -1,0 +1,125 @@
+package mp
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-mp/mp/internal/wire"
+)
+
+// PoolOptions configures a [Pool]. The zero value of every field is a
+// documented default, so PoolOptions{} is a pool of [CPUCount] workers.
+type PoolOptions struct {
+	// Workers is the number of worker processes. Zero means CPUCount().
+	Workers int
+
+	// MaxTasksPerWorker replaces a worker after it has run this many tasks
+	// (a task is one chunk of a Map or Imap, or one Apply), as Python's
+	// maxtasksperchild does: a cure for leaky libraries. Zero means never.
+	MaxTasksPerWorker int
+
+	// TaskTimeout is the default deadline of each task, counted from when
+	// it starts running; a call's ctx deadline applies as well. A task past
+	// it has its context cancelled, and if it has not returned after a short
+	// grace, its worker's process group is killed and a new worker started;
+	// the task fails with an error matching context.DeadlineExceeded.
+	//
+	// A chunk of several items gets TaskTimeout as a whole: a chunk that
+	// overruns it is split and its items are run again in smaller chunks
+	// down to single items, so a looping item is found and fails alone (the
+	// items before it in its chunk run twice). Zero means no timeout.
+	TaskTimeout time.Duration
+
+	// Retries is how many times a task whose worker died under it is run
+	// again on another worker before it fails with an *ExitError. Zero
+	// means never: each task runs at most once, unless it was in a chunk
+	// of several items (see TaskTimeout).
+	Retries int
+
+	// MaxWorkerMemory recycles a worker whose resident set size is above
+	// this many bytes after a task. Zero means no limit. Read on Linux only.
+	MaxWorkerMemory int64
+
+	// WorkerMemoryLimit kills a worker whose resident set size passes this
+	// many bytes while it runs a task; the task fails with an error that
+	// matches ErrMemoryLimit. Zero means twice MaxWorkerMemory (and no limit
+	// if that is zero). The size is sampled every 50ms, so a fast-growing
+	// task can overshoot it between samples. Read on Linux only.
+	WorkerMemoryLimit int64
+
+	// Init is run once by every worker when it starts, before any task,
+	// like Python's initializer: see [Bind]. If it fails, the worker fails
+	// to start; NewPool returns its error, and a pool whose workers fail to
+	// start five times in a row fails its calls with an error wrapping
+	// ErrWorkerStart rather than start workers forever.
+	Init Bound
+
+	// Worker says how worker processes are started.
+	Worker WorkerOptions
+
+	// Logger receives the pool's lifecycle events: a worker started, died
+	// (and why), was replaced or recycled. Nil means no logging.
+	Logger *slog.Logger
+}
+
+// Bound is a registered function bound to its argument, made by [Bind].
+// The zero Bound is no function.
+type Bound struct {
+	fn   string
+	args []byte
+	err  error
+}
+
+// Bind binds f to arg, for [PoolOptions.Init]. The argument is encoded
+// here; an error doing so is returned by NewPool.
+func Bind[T, R any](f Func[T, R], arg T) Bound {
+	if _, err := f.lookup(); err != nil {
+		return Bound{fn: f.name, err: err}
+	}
+	args, err := wire.Marshal(arg)
+	if err != nil {
+		err = fmt.Errorf("mp: %s: encoding the argument %T: %w", f.name, arg, err)
+	}
+	return Bound{fn: f.name, args: args, err: err}
+}
+
+// CallOption configures one call of Map, MapAll, Imap or ImapUnordered.
+type CallOption interface {
+	apply(*callConfig)
+}
+
+type callConfig struct {
+	chunk    int
+	progress func(done, total int)
+}
+
+type optionFunc func(*callConfig)
+
+func (f optionFunc) apply(c *callConfig) { f(c) }
+
+// ChunkSize sets how many items travel to a worker together. Larger chunks
+// cost fewer round trips; smaller ones balance load better and lose less
+// when a worker dies. The default is ceil(n / (4 × workers)) for Map and
+// MapAll, as in Python, and 1 for Imap and ImapUnordered.
+func ChunkSize(n int) CallOption {
+	return optionFunc(func(c *callConfig) { c.chunk = n })
+}
+
+// Progress has fn called as items complete, with how many are done and how
+// many there are in all (-1 while an Imap's input is not exhausted). It is
+// called from the goroutine that made the call (or iterates), never
+// concurrently with itself.
+func Progress(fn func(done, total int)) CallOption {
+	return optionFunc(func(c *callConfig) { c.progress = fn })
+}
+
+func newCallConfig(opts []CallOption) callConfig {
+	var c callConfig
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	return c
+}

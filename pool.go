@@ -1,0 +1,304 @@
+package mp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-mp/mp/internal/wire"
+)
+
+// Pool is a set of worker processes that run registered functions: the
+// [Map], [MapAll], [Imap], [ImapUnordered], [Apply] and [ApplyAsync] calls
+// take a *Pool. It is safe for concurrent use by many calls at once; they
+// share its workers, each task going to the next free worker.
+//
+// A worker that dies (a crash, os.Exit, a kill, a fatal runtime error)
+// fails only the tasks it held, and is replaced; a task past its deadline
+// is killed with its worker, which is replaced too. The pool never hangs
+// and never breaks for a dead worker; only workers that cannot start at all
+// (see [PoolOptions.Init]) stop it.
+//
+// A pool must be closed with Close or Shutdown, which stop its workers.
+type Pool struct {
+	opts        PoolOptions
+	fingerprint string
+	log         *slog.Logger
+	depth       int           // tasks in flight per worker
+	grace       time.Duration // between a cancel frame and the kill
+	hardMemory  int64
+	done        chan struct{} // closed when Close starts
+	wg          sync.WaitGroup
+	workerSeq   atomic.Int64
+	closeOnce   sync.Once
+
+	mu          sync.Mutex
+	slots       []*slot
+	queue       []*unit
+	nextID      uint64
+	outstanding int  // units submitted and not released
+	draining    bool // Shutdown: no new calls
+	closing     bool // Close: everything stops
+	drained     chan struct{}
+	broken      error // set when workers keep failing to start
+	startFails  int
+	stats       Stats
+}
+
+// Stats is a snapshot of a pool's counters, as [Pool.Stats] returns it.
+// Task counts are of items: a chunk of 10 items that succeeds adds 10 to
+// TasksDone.
+type Stats struct {
+	Workers       int            // workers alive and ready
+	TasksDone     int64          // items that returned a value
+	TasksFailed   int64          // items that failed, for any reason
+	TasksRunning  int            // items sent to workers and not yet back
+	TasksQueued   int            // items waiting for a worker
+	Restarts      int            // workers started to replace one that died or was retired
+	RestartCauses map[string]int // why, by cause: "exit", "signal", "timeout", "cancel", "memory", "max-tasks", "recycle-memory"
+}
+
+// NewPool starts a pool of worker processes and waits until every worker
+// has completed its handshake and its Init. ctx bounds this start-up only;
+// it is not kept. It returns [ErrNoMain] if Main was not called, and an
+// error wrapping [ErrWorkerStart] if a worker could not be started or its
+// Init failed; then no process is left behind.
+//
+// Starting a pool costs about what starting its workers does: a few
+// milliseconds (BenchmarkPoolStart).
+func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
+	fp, err := ready()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Workers < 0 || opts.MaxTasksPerWorker < 0 || opts.Retries < 0 || opts.TaskTimeout < 0 ||
+		opts.MaxWorkerMemory < 0 || opts.WorkerMemoryLimit < 0 {
+		return nil, fmt.Errorf("mp: NewPool: negative option in %+v", opts)
+	}
+	if opts.Init.err != nil {
+		return nil, fmt.Errorf("mp: NewPool: Init: %w", opts.Init.err)
+	}
+	if opts.Workers == 0 {
+		opts.Workers = CPUCount()
+	}
+	p := &Pool{
+		opts:        opts,
+		fingerprint: fp,
+		log:         opts.Logger,
+		depth:       2,
+		grace:       100 * time.Millisecond,
+		hardMemory:  opts.WorkerMemoryLimit,
+		done:        make(chan struct{}),
+	}
+	if p.hardMemory == 0 {
+		p.hardMemory = 2 * opts.MaxWorkerMemory
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.stats.RestartCauses = make(map[string]int)
+	started := make(chan error, opts.Workers)
+	for i := range opts.Workers {
+		s := &slot{p: p, n: i, wake: make(chan struct{}, 1)}
+		p.slots = append(p.slots, s)
+		p.wg.Add(1)
+		go s.supervise(started)
+	}
+	for range opts.Workers {
+		select {
+		case err = <-started:
+		case <-ctx.Done():
+			err = fmt.Errorf("mp: NewPool: %w", context.Cause(ctx))
+		}
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Close kills every worker now and waits for them to exit. Tasks queued or
+// running fail with [ErrPoolClosed], and so do calls made afterwards. Close
+// is idempotent and safe to call concurrently; it always returns nil.
+func (p *Pool) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closing, p.draining = true, true
+		queued := p.queue
+		p.queue = nil
+		for _, s := range p.slots {
+			if s.wc != nil {
+				s.wc.child.KillGroup()
+			}
+		}
+		p.mu.Unlock()
+		close(p.done)
+		for _, u := range queued {
+			p.release(u, wire.Result{}, ErrPoolClosed)
+		}
+		p.wg.Wait()
+	})
+	return nil
+}
+
+// Shutdown stops the pool gracefully: calls made afterwards fail with
+// [ErrPoolClosed], work already submitted runs to completion, and then the
+// workers exit. If ctx ends first, Shutdown closes the pool as Close does
+// (failing what is left) and returns ctx's error. Like http.Server's
+// Shutdown, it blocks until the pool is closed either way.
+func (p *Pool) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.draining = true
+	if p.drained == nil {
+		p.drained = make(chan struct{})
+		if p.outstanding == 0 {
+			close(p.drained)
+		}
+	}
+	drained := p.drained
+	p.mu.Unlock()
+	var err error
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		err = context.Cause(ctx)
+	}
+	p.Close()
+	return err
+}
+
+// Stats returns a snapshot of the pool's counters. It does not block on
+// running tasks.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.stats
+	st.RestartCauses = maps.Clone(p.stats.RestartCauses)
+	for _, u := range p.queue {
+		st.TasksQueued += u.n
+	}
+	for _, s := range p.slots {
+		if s.ready {
+			st.Workers++
+		}
+		for _, u := range s.inflight {
+			st.TasksRunning += u.n
+		}
+	}
+	return st
+}
+
+// Workers returns the number of workers the pool keeps running.
+func (p *Pool) Workers() int { return p.opts.Workers }
+
+// submit queues the units of a call. It fails if the pool is closed or
+// broken; then nothing is queued.
+func (p *Pool) submit(units []*unit) error {
+	p.mu.Lock()
+	switch {
+	case p.draining:
+		p.mu.Unlock()
+		return ErrPoolClosed
+	case p.broken != nil:
+		p.mu.Unlock()
+		return p.broken
+	}
+	p.queue = append(p.queue, units...)
+	p.outstanding += len(units)
+	p.mu.Unlock()
+	p.wakeAll()
+	return nil
+}
+
+// requeueLocked puts units back at the front of the queue, in order.
+func (p *Pool) requeueLocked(units ...*unit) {
+	if len(units) == 0 {
+		return
+	}
+	p.queue = append(units[:len(units):len(units)], p.queue...)
+}
+
+func (p *Pool) popLocked() *unit {
+	if len(p.queue) == 0 {
+		return nil
+	}
+	u := p.queue[0]
+	p.queue[0] = nil
+	p.queue = p.queue[1:]
+	return u
+}
+
+// release hands a unit's outcome to its call. Every submitted unit is
+// released exactly once.
+func (p *Pool) release(u *unit, res wire.Result, err error) {
+	p.mu.Lock()
+	p.outstanding--
+	if err != nil {
+		p.stats.TasksFailed += int64(u.n)
+	} else {
+		p.stats.TasksFailed += int64(len(res.Failures))
+		p.stats.TasksDone += int64(u.n - len(res.Failures))
+	}
+	if p.outstanding == 0 && p.drained != nil {
+		select {
+		case <-p.drained:
+		default:
+			close(p.drained)
+		}
+	}
+	p.mu.Unlock()
+	u.c.sink.resolve(u, res, err)
+}
+
+// cancelCall fails the queued units of c with its context's cause, and has
+// the workers running its other units cancel them.
+func (p *Pool) cancelCall(c *call) {
+	p.mu.Lock()
+	var mine []*unit
+	kept := p.queue[:0]
+	for _, u := range p.queue {
+		if u.c == c {
+			mine = append(mine, u)
+		} else {
+			kept = append(kept, u)
+		}
+	}
+	clear(p.queue[len(kept):])
+	p.queue = kept
+	p.mu.Unlock()
+	cause := context.Cause(c.ctx)
+	for _, u := range mine {
+		p.release(u, wire.Result{}, cause)
+	}
+	p.wakeAll()
+}
+
+func (p *Pool) wakeAll() {
+	for _, s := range p.slots {
+		s.poke()
+	}
+}
+
+// startFailed counts a worker that failed to start, and breaks the pool
+// after too many in a row.
+func (p *Pool) startFailed(err error) (broken bool) {
+	const crashLoop = 5
+	p.mu.Lock()
+	p.startFails++
+	var failed []*unit
+	if p.startFails >= crashLoop && p.broken == nil {
+		p.broken = fmt.Errorf("%w: %d workers in a row failed to start; the last: %w", ErrWorkerStart, p.startFails, err)
+		failed, p.queue = p.queue, nil
+	}
+	broken = p.broken != nil
+	p.mu.Unlock()
+	for _, u := range failed {
+		p.release(u, wire.Result{}, p.broken)
+	}
+	return broken
+}

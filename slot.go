@@ -1,0 +1,460 @@
+package mp
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-mp/mp/internal/wire"
+	"github.com/go-mp/mp/internal/worker"
+)
+
+// slot is one worker place in a pool: its supervisor goroutine starts a
+// worker, feeds it tasks, watches its deadlines and memory, and replaces it
+// when it dies or is retired.
+type slot struct {
+	p    *Pool
+	n    int
+	wake chan struct{} // poked when there may be something to do
+
+	// Guarded by p.mu.
+	wc        *workerConn
+	ready     bool    // handshake and Init done
+	inflight  []*unit // sent to the worker, in the order sent; [0] is running
+	headSince time.Time
+	tasks     int    // tasks sent to this worker
+	retire    string // why the worker is to be replaced once idle
+	kill      string // why the worker was killed
+}
+
+func (s *slot) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// supervise keeps a worker running in the slot until the pool closes. The
+// first start's outcome goes to started, for NewPool.
+func (s *slot) supervise(started chan<- error) {
+	p := s.p
+	defer p.wg.Done()
+	first := true
+	for fails := 0; ; {
+		wc, err := s.start()
+		if first {
+			started <- err
+			first = false
+		}
+		if err != nil {
+			if p.isClosing() || p.startFailed(err) {
+				return
+			}
+			p.log.Warn("mp: worker failed to start", "slot", s.n, "err", err)
+			fails++
+			select {
+			case <-time.After(min(25*time.Millisecond<<fails, 2*time.Second)):
+			case <-p.done:
+				return
+			}
+			continue
+		}
+		fails = 0
+		if !s.serve(wc) {
+			return
+		}
+	}
+}
+
+func (p *Pool) isClosing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closing
+}
+
+// start starts a worker, completes its handshake and runs Init.
+func (s *slot) start() (*workerConn, error) {
+	p := s.p
+	hello := wire.NewHello(p.fingerprint)
+	hello.Name = fmt.Sprintf("PoolWorker-%d", p.workerSeq.Add(1))
+	hello.ReportRSS = p.opts.MaxWorkerMemory > 0
+	wc, err := startWorker(p.opts.Worker, hello)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		wc.kill()
+		return nil, ErrPoolClosed
+	}
+	s.wc, s.tasks, s.retire, s.kill = wc, 0, "", ""
+	p.mu.Unlock()
+	err = wc.handshake(p.opts.Worker.startTimeout())
+	if err == nil && p.opts.Init.fn != "" {
+		err = s.runInit(wc)
+	}
+	p.mu.Lock()
+	if err != nil {
+		s.wc = nil
+	} else {
+		s.ready = true
+		p.startFails = 0
+	}
+	p.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	p.log.Info("mp: worker started", "slot", s.n, "pid", wc.child.PID(), "name", hello.Name)
+	return wc, nil
+}
+
+// runInit runs the pool's Init function in a new worker.
+func (s *slot) runInit(wc *workerConn) error {
+	in := s.p.opts.Init
+	head := wire.AppendTaskHeader(nil, wire.Task{Func: in.fn, N: 1})
+	err := wc.w.Write(wire.KindTask, 0, head, in.args)
+	var f wire.Frame
+	if err == nil {
+		f, err = wc.r.Read()
+	}
+	if err != nil {
+		exit := wc.exitError("")
+		wc.kill()
+		return fmt.Errorf("%w: worker %d died running Init %s: %w", ErrWorkerStart, exit.PID, in.fn, exit)
+	}
+	res, err := wire.ParseResult(f.Payload)
+	if err == nil && f.Kind != wire.KindResult {
+		err = fmt.Errorf("%w: expected a result, got a %v frame", wire.ErrMalformed, f.Kind)
+	}
+	if err == nil && len(res.Failures) > 0 {
+		err = failureError(res.Failures[0])
+	}
+	if err != nil {
+		wc.kill()
+		return fmt.Errorf("%w: Init %s failed: %w", ErrWorkerStart, in.fn, err)
+	}
+	return nil
+}
+
+// frame is a frame the supervisor is to send.
+type frame struct {
+	kind wire.Kind
+	id   uint64
+	head []byte
+	body []byte
+}
+
+// serve runs the supervisor loop for a started worker until the worker
+// dies or is retired. It returns false when the pool is closing.
+func (s *slot) serve(wc *workerConn) bool {
+	p := s.p
+	dead := make(chan error, 1)
+	go s.read(wc, dead)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		frames, drop, kill, retire, next := s.step(time.Now())
+		for _, u := range drop {
+			p.release(u, wire.Result{}, u.failed)
+		}
+		for _, f := range frames {
+			// A failed write means the worker is dead: the reader sees it.
+			_ = wc.w.Write(f.kind, f.id, f.head, f.body)
+		}
+		if kill {
+			wc.child.KillGroup()
+		}
+		if retire {
+			wc.child.Conn.Close()
+			<-dead
+			s.died(wc, nil)
+			return true
+		}
+		timer.Reset(next)
+		select {
+		case <-s.wake:
+		case <-timer.C:
+		case err := <-dead:
+			s.died(wc, err)
+			return !p.isClosing()
+		case <-p.done:
+			wc.child.KillGroup()
+			s.died(wc, <-dead)
+			return false
+		}
+	}
+}
+
+// step decides, under the pool's lock, what the supervisor does next:
+// frames to send (new tasks, cancellations, revocations), whether to kill
+// or retire the worker, and how long it may sleep.
+func (s *slot) step(now time.Time) (frames []frame, drop []*unit, kill, retire bool, next time.Duration) {
+	p := s.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next = time.Hour
+	frames = s.watchLocked(now, frames, &kill, &next)
+	if kill {
+		return frames, nil, true, false, next
+	}
+	if s.retire == "" && p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
+		s.retire = "max-tasks"
+	}
+	if s.retire != "" {
+		return frames, nil, false, len(s.inflight) == 0, next
+	}
+	for len(s.inflight) < p.depth {
+		u := p.popLocked()
+		if u == nil {
+			break
+		}
+		if u.failed == nil && u.c.ctx.Err() != nil {
+			u.failed = context.Cause(u.c.ctx)
+		}
+		if u.failed != nil {
+			drop = append(drop, u)
+			continue
+		}
+		p.nextID++
+		u.id = p.nextID
+		if len(s.inflight) == 0 {
+			s.headSince = now
+		}
+		s.inflight = append(s.inflight, u)
+		s.tasks++
+		frames = append(frames, frame{kind: wire.KindTask, id: u.id, head: u.head, body: u.args})
+		if p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
+			break
+		}
+	}
+	if len(s.inflight) == 0 {
+		p.stealLocked(s)
+	}
+	return frames, drop, false, false, next
+}
+
+// watchLocked checks the units in flight for cancellation, deadlines and
+// memory, and adds the frames that act on them.
+func (s *slot) watchLocked(now time.Time, frames []frame, kill *bool, next *time.Duration) []frame {
+	p := s.p
+	for i, u := range s.inflight {
+		if u.failed == nil && !u.splitting {
+			if u.c.ctx.Err() != nil {
+				u.failed, u.cause = context.Cause(u.c.ctx), "cancel"
+			} else if i == 0 && u.c.timeout > 0 && !now.Before(s.headSince.Add(u.c.timeout)) {
+				u.cause = "timeout"
+				if u.n > 1 {
+					// Its items are run again in smaller chunks. No cancel
+					// frame: each item has its own deadline in the worker.
+					u.splitting = true
+				} else {
+					u.failed = fmt.Errorf("mp: task ran past its %v timeout: %w", u.c.timeout, context.DeadlineExceeded)
+				}
+			}
+		}
+		if i > 0 {
+			if (u.failed != nil || u.stolen) && !u.revokeSent {
+				u.revokeSent = true
+				frames = append(frames, frame{kind: wire.KindRevoke, id: u.id})
+			}
+			continue
+		}
+		if (u.failed != nil || u.splitting) && u.killAt.IsZero() {
+			// The grace lets a function that heeds its context return, and
+			// its worker live on.
+			u.killAt = now.Add(p.grace)
+			if u.failed != nil {
+				frames = append(frames, frame{kind: wire.KindCancel, id: u.id})
+			}
+		}
+		switch {
+		case !u.killAt.IsZero() && !now.Before(u.killAt):
+			*kill, s.kill = true, u.cause
+		case !u.killAt.IsZero():
+			*next = min(*next, u.killAt.Sub(now))
+		case u.c.timeout > 0:
+			*next = min(*next, s.headSince.Add(u.c.timeout).Sub(now))
+		}
+	}
+	if len(s.inflight) > 0 && p.hardMemory > 0 && !*kill {
+		if rss := worker.RSS(s.wc.child.PID()); rss > uint64(p.hardMemory) {
+			u := s.inflight[0]
+			if u.failed == nil {
+				u.failed = fmt.Errorf("%w: worker %d reached %d bytes, over the %d-byte WorkerMemoryLimit", ErrMemoryLimit, s.wc.child.PID(), rss, p.hardMemory)
+			}
+			*kill, s.kill = true, "memory"
+		}
+		*next = min(*next, 50*time.Millisecond)
+	}
+	return frames
+}
+
+// stealLocked lets the idle slot s take a task that another worker holds
+// queued behind a running one: that worker is asked to revoke it, and if it
+// has not started it, it comes back to the queue for s. So a slow task never
+// holds a queued one back while a worker is idle.
+func (p *Pool) stealLocked(s *slot) {
+	for _, o := range p.slots {
+		if o == s || len(o.inflight) < 2 {
+			continue
+		}
+		u := o.inflight[len(o.inflight)-1]
+		if u.stolen || u.revokeSent || u.failed != nil {
+			continue
+		}
+		u.stolen = true
+		o.poke()
+		return
+	}
+}
+
+// read receives a worker's frames until its connection ends, and then
+// reports why on dead.
+func (s *slot) read(wc *workerConn, dead chan<- error) {
+	for {
+		f, err := wc.r.Read()
+		if err == nil {
+			err = s.handle(f)
+		}
+		if err != nil {
+			dead <- err
+			return
+		}
+		s.poke()
+	}
+}
+
+// handle acts on one frame from the worker.
+func (s *slot) handle(f wire.Frame) error {
+	p := s.p
+	var res wire.Result
+	switch f.Kind {
+	case wire.KindResult:
+		var err error
+		if res, err = wire.ParseResult(f.Payload); err != nil {
+			s.wc.child.KillGroup()
+			return err
+		}
+	case wire.KindRevoked:
+	default:
+		s.wc.child.KillGroup()
+		return fmt.Errorf("%w: unexpected %v frame from worker", wire.ErrMalformed, f.Kind)
+	}
+	p.mu.Lock()
+	u := s.takeLocked(f.ID)
+	if u == nil {
+		p.mu.Unlock()
+		s.wc.child.KillGroup()
+		return fmt.Errorf("%w: %v frame for unknown task %d", wire.ErrMalformed, f.Kind, f.ID)
+	}
+	if p.opts.MaxWorkerMemory > 0 && res.RSS > uint64(p.opts.MaxWorkerMemory) && s.retire == "" {
+		s.retire = "recycle-memory"
+	}
+	revoked := f.Kind == wire.KindRevoked && u.failed == nil
+	if revoked {
+		u.reset()
+		p.requeueLocked(u)
+	}
+	p.mu.Unlock()
+	switch {
+	case revoked:
+		p.wakeAll()
+	case u.failed != nil:
+		p.release(u, wire.Result{}, u.failed)
+	case res.N != u.n:
+		p.release(u, wire.Result{}, fmt.Errorf("%w: %d results for a task of %d items", wire.ErrMalformed, res.N, u.n))
+	default:
+		p.release(u, res, nil)
+	}
+	return nil
+}
+
+// takeLocked removes unit id from the units in flight.
+func (s *slot) takeLocked(id uint64) *unit {
+	for i, u := range s.inflight {
+		if u.id == id {
+			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+			if i == 0 {
+				s.headSince = time.Now()
+			}
+			return u
+		}
+	}
+	return nil
+}
+
+// died handles the end of a worker: err is why its connection ended (nil
+// for a worker retired on purpose). The tasks it held fail, run again, or
+// go back to the queue.
+func (s *slot) died(wc *workerConn, err error) {
+	p := s.p
+	p.mu.Lock()
+	reason := s.kill
+	p.mu.Unlock()
+	exit := wc.exitError(reason)
+	wc.child.Conn.Close()
+
+	p.mu.Lock()
+	inflight := s.inflight
+	s.inflight, s.wc, s.ready = nil, nil, false
+	cause := s.retire
+	if err != nil {
+		cause = exitCause(exit)
+	}
+	if !p.closing {
+		p.stats.Restarts++
+		p.stats.RestartCauses[cause]++
+	}
+	type failure struct {
+		u   *unit
+		err error
+	}
+	var failed []failure
+	var requeue []*unit
+	for i, u := range inflight {
+		switch {
+		case u.failed != nil:
+			failed = append(failed, failure{u, u.failed})
+		case p.closing:
+			failed = append(failed, failure{u, ErrPoolClosed})
+		case i > 0:
+			u.reset() // it never started
+			requeue = append(requeue, u)
+		case u.n > 1:
+			parts := u.split()
+			p.outstanding += len(parts) - 1
+			u.c.sink.grow(len(parts) - 1)
+			requeue = append(requeue, parts...)
+		case u.attempt < p.opts.Retries:
+			u.attempt++
+			u.reset()
+			requeue = append(requeue, u)
+		default:
+			failed = append(failed, failure{u, exit})
+		}
+	}
+	p.requeueLocked(requeue...)
+	p.mu.Unlock()
+
+	if err != nil {
+		p.log.Warn("mp: worker died", "slot", s.n, "pid", exit.PID, "cause", cause, "err", exit, "tasks_lost", len(failed), "tasks_requeued", len(requeue))
+	} else {
+		p.log.Info("mp: worker retired", "slot", s.n, "pid", exit.PID, "cause", cause)
+	}
+	for _, f := range failed {
+		p.release(f.u, wire.Result{}, f.err)
+	}
+	p.wakeAll()
+}
+
+// exitCause names why a worker ended, for Stats.
+func exitCause(exit *ExitError) string {
+	switch {
+	case exit.Reason != "":
+		return exit.Reason
+	case exit.Signal() != nil:
+		return "signal"
+	}
+	return "exit"
+}
