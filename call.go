@@ -51,16 +51,23 @@ func (u *unit) reset() {
 	u.id, u.cause, u.splitting, u.stolen, u.revokeSent, u.killAt = 0, "", false, false, false, time.Time{}
 }
 
-// maxSplit is how many parts a chunk is split into when its worker dies or
-// it overruns its timeout: few enough that a looping item in a big chunk is
-// found in a few rounds, many enough that little work is repeated.
-const maxSplit = 16
+// A chunk whose worker died, or that overran its timeout, is split into
+// single items if it has up to splitSingles of them, so the item at fault is
+// found in one more round; a larger one is split into splitParts chunks, so
+// that the extra round trips stay few.
+const (
+	splitSingles = 256
+	splitParts   = 16
+)
 
 // split divides a chunk whose worker died, or that overran its timeout,
 // into smaller chunks to run again, so that the item at fault ends up alone
 // and the others succeed.
 func (u *unit) split() []*unit {
-	parts := min(u.n, maxSplit)
+	parts := u.n
+	if parts > splitSingles {
+		parts = splitParts
+	}
 	out := make([]*unit, 0, parts)
 	for i := range parts {
 		lo, hi := u.n*i/parts, u.n*(i+1)/parts

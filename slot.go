@@ -193,18 +193,15 @@ func (s *slot) step(now time.Time) (frames []frame, drop []*unit, kill, retire b
 	p := s.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	next = time.Hour
-	frames = s.watchLocked(now, frames, &kill, &next)
-	if kill {
-		return frames, nil, true, false, next
-	}
 	if s.retire == "" && p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
 		s.retire = "max-tasks"
 	}
-	if s.retire != "" {
-		return frames, nil, false, len(s.inflight) == 0, next
-	}
-	for len(s.inflight) < p.depth {
+	for s.retire == "" && len(s.inflight) < p.depth {
+		if len(s.inflight) > 0 && p.idleLocked(s) {
+			// Do not queue a task behind a running one while another
+			// worker is idle: it goes to that worker instead.
+			break
+		}
 		u := p.popLocked()
 		if u == nil {
 			break
@@ -225,13 +222,19 @@ func (s *slot) step(now time.Time) (frames []frame, drop []*unit, kill, retire b
 		s.tasks++
 		frames = append(frames, frame{kind: wire.KindTask, id: u.id, head: u.head, body: u.args})
 		if p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
-			break
+			s.retire = "max-tasks"
 		}
 	}
-	if len(s.inflight) == 0 {
+	next = time.Hour
+	frames = s.watchLocked(now, frames, &kill, &next)
+	switch {
+	case kill:
+	case s.retire != "":
+		retire = len(s.inflight) == 0
+	case len(s.inflight) == 0:
 		p.stealLocked(s)
 	}
-	return frames, drop, false, false, next
+	return frames, drop, kill, retire, next
 }
 
 // watchLocked checks the units in flight for cancellation, deadlines and
@@ -288,6 +291,16 @@ func (s *slot) watchLocked(now time.Time, frames []frame, kill *bool, next *time
 		*next = min(*next, 50*time.Millisecond)
 	}
 	return frames
+}
+
+// idleLocked reports whether a worker other than s's is ready and idle.
+func (p *Pool) idleLocked(s *slot) bool {
+	for _, o := range p.slots {
+		if o != s && o.ready && len(o.inflight) == 0 && o.retire == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // stealLocked lets the idle slot s take a task that another worker holds

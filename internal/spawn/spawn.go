@@ -82,6 +82,12 @@ func Start(cfg Config) (*Child, error) {
 	cmd.Args = []string{os.Args[0]}
 	cmd.Env = append(os.Environ(), cfg.Env...)
 	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=v1,%d,%d", EnvMarker, childFD, os.Getpid()))
+	if raceEnabled {
+		// A race-enabled program sleeps a second at exit by default, so
+		// that its other threads can report races; a worker has no such
+		// threads, and that second would be added to every worker's end.
+		cmd.Env = append(cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	}
 	cmd.Dir = cfg.Dir
 	cmd.ExtraFiles = []*os.File{childEnd}
 	cmd.Stdout = cfg.Stdout

@@ -29,13 +29,17 @@ func AppendTaskHeader(dst []byte, t Task) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(t.Func)))
 	dst = append(dst, t.Func...)
 	var d int64
-	if !t.Deadline.IsZero() {
-		d = t.Deadline.UnixNano()
+	if !t.Deadline.IsZero() && t.Deadline.Before(maxDeadline) {
+		d = t.Deadline.UnixNano() // a later one is as good as none, and would overflow
 	}
 	dst = binary.BigEndian.AppendUint64(dst, uint64(d))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(t.Timeout))
 	return binary.BigEndian.AppendUint32(dst, uint32(t.N))
 }
+
+// maxDeadline is the last deadline a task header can carry: about 2262,
+// when Unix nanoseconds overflow an int64.
+var maxDeadline = time.Unix(0, 1<<63-1)
 
 // ParseTask decodes a task body. Args aliases b.
 func ParseTask(b []byte) (Task, error) {
@@ -49,7 +53,7 @@ func ParseTask(b []byte) (Task, error) {
 	if t.Timeout < 0 && p.err == nil {
 		p.err = fmt.Errorf("%w: negative timeout", ErrMalformed)
 	}
-	t.N = int(p.u32())
+	t.N = p.int32()
 	if t.N == 0 && p.err == nil {
 		p.err = fmt.Errorf("%w: task of no items", ErrMalformed)
 	}
@@ -106,18 +110,20 @@ func ParseResult(b []byte) (Result, error) {
 	var r Result
 	p := parser{b: b}
 	r.RSS = p.u64()
-	r.N = int(p.u32())
+	r.N = p.int32()
 	nf := p.count(9)
 	if nf > r.N && p.err == nil {
 		p.err = fmt.Errorf("%w: %d failures among %d items", ErrMalformed, nf, r.N)
 	}
 	r.Failures = make([]Failure, 0, nf)
+	last := -1
 	for range nf {
-		f := Failure{Index: int(p.u32()), Status: Status(p.u8())}
-		f.Info = p.take(int(p.u32()))
-		if p.err == nil && (f.Index >= r.N || f.Status < StatusError || f.Status > StatusPanic) {
-			p.err = fmt.Errorf("%w: failure of item %d of %d with status %d", ErrMalformed, f.Index, r.N, f.Status)
+		f := Failure{Index: p.int32(), Status: Status(p.u8())}
+		f.Info = p.take(p.int32())
+		if p.err == nil && (f.Index <= last || f.Index >= r.N || f.Status < StatusError || f.Status > StatusPanic) {
+			p.err = fmt.Errorf("%w: failure of item %d of %d with status %d (after item %d)", ErrMalformed, f.Index, r.N, f.Status, last)
 		}
+		last = f.Index
 		r.Failures = append(r.Failures, f)
 	}
 	r.Values = p.rest()
@@ -172,6 +178,16 @@ func (p *parser) u64() uint64 {
 	return 0
 }
 
+// int32 reads a u32 that must fit an int32: counts, indexes and lengths.
+func (p *parser) int32() int {
+	v := p.u32()
+	if v > 1<<31-1 && p.err == nil {
+		p.err = fmt.Errorf("%w: %d is out of range", ErrMalformed, v)
+		return 0
+	}
+	return int(v)
+}
+
 func (p *parser) rest() []byte {
 	if p.err != nil {
 		return nil
@@ -184,7 +200,7 @@ func (p *parser) rest() []byte {
 // count reads a count of records of at least min bytes each, and checks it
 // against the bytes left, so a forged count cannot make the decoder allocate.
 func (p *parser) count(min int) int {
-	n := int(p.u32())
+	n := p.int32()
 	if p.err == nil && n > len(p.b)/min {
 		p.err = fmt.Errorf("%w: %d items claimed in %d bytes", ErrMalformed, n, len(p.b))
 		return 0

@@ -51,6 +51,18 @@ const HeaderSize = 4 + 1 + 8
 // DefaultMaxFrame is the frame size limit used when none is configured.
 const DefaultMaxFrame = 64 << 20
 
+// MaxFrameLimit is the largest limit a Reader or Writer accepts: a frame's
+// length must fit its 32-bit field, and an int on every platform. Larger
+// configured limits are lowered to it.
+const MaxFrameLimit = 1<<31 - 1 - HeaderSize
+
+func limit(max int) int {
+	if max <= 0 {
+		return DefaultMaxFrame
+	}
+	return min(max, MaxFrameLimit)
+}
+
 // Frame is one message on a worker connection.
 type Frame struct {
 	Kind    Kind
@@ -82,16 +94,13 @@ type Reader struct {
 // NewReader returns a Reader that refuses frames whose payload is over max bytes
 // (DefaultMaxFrame if max <= 0).
 func NewReader(r io.Reader, max int) *Reader {
-	if max <= 0 {
-		max = DefaultMaxFrame
-	}
-	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: limit(max)}
 }
 
 // SetMax changes the payload size limit, as agreed in a handshake.
 func (r *Reader) SetMax(max int) {
 	if max > 0 {
-		r.max = max
+		r.max = limit(max)
 	}
 }
 
@@ -137,16 +146,13 @@ type Writer struct {
 // NewWriter returns a Writer that refuses payloads over max bytes
 // (DefaultMaxFrame if max <= 0).
 func NewWriter(w io.Writer, max int) *Writer {
-	if max <= 0 {
-		max = DefaultMaxFrame
-	}
-	return &Writer{w: w, max: max}
+	return &Writer{w: w, max: limit(max)}
 }
 
 // SetMax changes the payload size limit, as agreed in a handshake.
 func (w *Writer) SetMax(max int) {
 	if max > 0 {
-		w.max = max
+		w.max = limit(max)
 	}
 }
 

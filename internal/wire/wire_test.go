@@ -215,14 +215,14 @@ func TestReaderLimit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			size := int(tt.length) - (HeaderSize - 4)
+			size := int64(tt.length) - (HeaderSize - 4)
 			in := header(tt.length, KindTask, 9)
 			if !tt.tooLong {
 				in = append(in, make([]byte, size)...)
 			}
 			f, err := NewReader(bytes.NewReader(in), max).Read()
 			if !tt.tooLong {
-				if err != nil || len(f.Payload) != size {
+				if err != nil || int64(len(f.Payload)) != size {
 					t.Errorf("got %d bytes, %v; want %d bytes, nil", len(f.Payload), err, size)
 				}
 				return
@@ -231,7 +231,7 @@ func TestReaderLimit(t *testing.T) {
 			if !ok {
 				t.Fatalf("got %v, want a *FrameTooLargeError", err)
 			}
-			if got := (FrameTooLargeError{Size: int64(size), Limit: max}); *tooLarge != got {
+			if got := (FrameTooLargeError{Size: size, Limit: max}); *tooLarge != got {
 				t.Errorf("got %+v, want %+v", *tooLarge, got)
 			}
 		})

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""The Python multiprocessing twins of the Go benchmarks in ../bench_test.go.
+
+Each benchmark does the same work as the Go benchmark of the same name, with
+two workers, and prints one line per start method it ran with:
+
+    <name> <seconds per op>
+
+where <name> is the Go benchmark's name without "Benchmark", followed by
+"/<method>" when the start method is not fork (the default on Linux). Spawn
+and PoolStart run with fork and with spawn unless --method is given; the
+others run with fork.
+
+    python3 bench.py [--time S | --reps N] [--method M]... NAME...
+    python3 bench.py --check
+
+An op is timed --reps times, or as many times as fit in --time seconds (at
+least once). Pools are started and warmed up before the timing starts,
+except in Spawn and PoolStart, which time a process's or a pool's whole
+life. --check runs every benchmark once, small, and checks its results.
+
+Standard library only. Keep this module's top level free of side effects:
+with the spawn start method, every child imports it.
+"""
+
+import argparse
+import multiprocessing
+import sys
+import time
+
+# The sizes of the benchmarks, the same as in ../bench_test.go.
+WORKERS = 2
+MAP_ITEMS = 1_000_000
+MAP_CHUNK1_ITEMS = 20_000
+APPLY_ASYNC_CALLS = 50_000
+IMAP_ITEMS = 200_000
+IMAP_CHUNK = 1000
+
+
+def square(x):
+    return x * x
+
+
+def incr(x):
+    return x + 1
+
+
+def _child(conn, x):
+    conn.send(incr(x))
+    conn.close()
+
+
+def sum_squares(n):
+    return (n - 1) * n * (2 * n - 1) // 6
+
+
+# Lifecycle benchmarks: an op is a whole process or pool life.
+
+
+def spawn_once(ctx, x):
+    """Starts a process that sends back x+1 over a pipe, and joins it."""
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(w, x))
+    p.start()
+    w.close()  # so that recv fails, rather than hangs, if the child dies
+    try:
+        v = r.recv()
+    finally:
+        p.join()
+        r.close()
+    return v
+
+
+def pool_start_once(ctx, x):
+    """Starts a pool of two workers, runs one task and kills the pool, as
+    mp's Pool.Close does."""
+    pool = ctx.Pool(WORKERS)
+    try:
+        return pool.apply(incr, (x,))
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+# Pool benchmarks: an op is one call on a warm pool.
+
+
+def do_map(pool, n, chunksize=None):
+    return pool.map(square, range(n), chunksize)
+
+
+def do_apply(pool, x):
+    return pool.apply(square, (x,))
+
+
+def do_apply_async(pool, n):
+    results = [pool.apply_async(square, (i,)) for i in range(n)]
+    return sum(r.get() for r in results)
+
+
+def do_imap_unordered(pool, n, chunksize):
+    count = total = 0
+    for v in pool.imap_unordered(square, range(n), chunksize):
+        count += 1
+        total += v
+    return count, total
+
+
+def warm_pool(ctx):
+    pool = ctx.Pool(WORKERS)
+    pool.apply(square, (3,))
+    pool.map(square, range(1000))
+    return pool
+
+
+# name: (needs a pool, default start methods, op given (ctx or pool))
+BENCHMARKS = {
+    "Spawn": (False, ("fork", "spawn"), lambda ctx: spawn_once(ctx, 1)),
+    "PoolStart": (False, ("fork", "spawn"), lambda ctx: pool_start_once(ctx, 1)),
+    "Map": (True, ("fork",), lambda pool: do_map(pool, MAP_ITEMS)),
+    "MapChunk1": (True, ("fork",), lambda pool: do_map(pool, MAP_CHUNK1_ITEMS, 1)),
+    "Apply": (True, ("fork",), lambda pool: do_apply(pool, 3)),
+    "ApplyAsync": (True, ("fork",), lambda pool: do_apply_async(pool, APPLY_ASYNC_CALLS)),
+    "ImapUnordered": (True, ("fork",), lambda pool: do_imap_unordered(pool, IMAP_ITEMS, IMAP_CHUNK)),
+}
+
+
+def measure(op, reps, min_time):
+    """Runs op at least reps times and for at least min_time seconds, and
+    returns the mean seconds per op."""
+    n = 0
+    start = time.perf_counter()
+    while True:
+        op()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if n >= reps and elapsed >= min_time:
+            return elapsed / n
+
+
+def run(name, method, reps, min_time):
+    needs_pool, _, op = BENCHMARKS[name]
+    ctx = multiprocessing.get_context(method)
+    label = name if method == "fork" else f"{name}/{method}"
+    if not needs_pool:
+        sec = measure(lambda: op(ctx), reps, min_time)
+    else:
+        pool = warm_pool(ctx)
+        try:
+            sec = measure(lambda: op(pool), reps, min_time)
+        finally:
+            pool.terminate()
+            pool.join()
+    print(f"{label} {sec:.9g}", flush=True)
+
+
+def check(method):
+    """Runs every benchmarked path once, small, and checks its results."""
+    ctx = multiprocessing.get_context(method)
+    got = {"Spawn": spawn_once(ctx, 41), "PoolStart": pool_start_once(ctx, 41)}
+    want = {"Spawn": 42, "PoolStart": 42}
+    pool = warm_pool(ctx)
+    try:
+        got["Map"] = do_map(pool, 10_000)
+        want["Map"] = [i * i for i in range(10_000)]
+        got["MapChunk1"] = do_map(pool, 200, 1)
+        want["MapChunk1"] = [i * i for i in range(200)]
+        got["Apply"], want["Apply"] = do_apply(pool, 7), 49
+        got["ApplyAsync"], want["ApplyAsync"] = do_apply_async(pool, 500), sum_squares(500)
+        got["ImapUnordered"] = do_imap_unordered(pool, 5000, 100)
+        want["ImapUnordered"] = (5000, sum_squares(5000))
+    finally:
+        pool.terminate()
+        pool.join()
+    bad = [name for name in want if got[name] != want[name]]
+    for name in bad:
+        print(f"{name}/{method}: got {got[name]!r:.80}, want {want[name]!r:.80}", file=sys.stderr)
+    return not bad
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", metavar="NAME",
+                    help="benchmarks to run: " + ", ".join(BENCHMARKS) + ", or all")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--reps", type=int, default=0, help="run each op this many times")
+    g.add_argument("--time", type=float, default=0, help="run each op for this many seconds")
+    ap.add_argument("--method", action="append", choices=multiprocessing.get_all_start_methods(),
+                    help="start method (repeatable); the default depends on the benchmark")
+    ap.add_argument("--check", action="store_true", help="check every benchmark's results, small")
+    args = ap.parse_args()
+
+    if args.check:
+        ok = all([check(m) for m in args.method or ("fork", "spawn")])
+        print("ok" if ok else "FAIL")
+        return 0 if ok else 1
+    names = list(BENCHMARKS) if args.names in ([], ["all"]) else args.names
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        ap.error(f"unknown benchmark {', '.join(unknown)}; have {', '.join(BENCHMARKS)}")
+    reps = args.reps if args.reps > 0 else 1
+    min_time = args.time if args.reps <= 0 else 0
+    if args.reps <= 0 and args.time <= 0:
+        min_time = 1.0
+    for name in names:
+        for method in args.method or BENCHMARKS[name][1]:
+            run(name, method, reps, min_time)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

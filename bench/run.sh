@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# run.sh runs the Go benchmarks of bench_test.go and their Python
+# multiprocessing twins (py/bench.py) in turn, round after round, and prints
+# the median, min and max of each and the ratio of the medians. See README.md.
+set -euo pipefail
+
+usage() {
+	cat <<EOF
+usage: bench/run.sh [-r ROUNDS] [-q] [BENCHMARK...]
+
+Runs each BENCHMARK (default: all) ROUNDS times (default 5), the Go benchmark
+then its Python twin each time, and prints a table of seconds per op.
+-q runs each benchmark briefly (0.5s or one op), for a smoke test.
+Benchmarks: ${all[*]}
+Raw results go to bench/results/<date>-<time>/.
+EOF
+}
+
+# The benchmarks, and how long each one runs per round: Ns is N seconds of
+# ops, as many as fit (at least one); Nx is N ops. Keep a default run of all
+# of them under ten minutes on two cores.
+all=(Spawn PoolStart Map MapChunk1 Apply ApplyAsync ImapUnordered)
+declare -A benchtime=(
+	[Spawn]=2s [PoolStart]=2s [Map]=5x [MapChunk1]=3x [Apply]=2s [ApplyAsync]=2x [ImapUnordered]=10x
+)
+
+rounds=5
+quick=false
+while getopts "r:qh" opt; do
+	case $opt in
+	r) rounds=$OPTARG ;;
+	q) quick=true ;;
+	h) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+if ! [[ $rounds =~ ^[1-9][0-9]*$ ]]; then
+	echo "run.sh: -r wants a positive number of rounds, got $rounds" >&2
+	exit 2
+fi
+
+if [[ $# -eq 0 ]]; then
+	set -- "${all[@]}"
+fi
+selected=()
+for arg; do
+	name=${arg#Benchmark}
+	if [[ -z $name || -z ${benchtime[$name]:-} ]]; then
+		echo "run.sh: no benchmark $arg; have ${all[*]}" >&2
+		exit 2
+	fi
+	selected+=("$name")
+done
+
+bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+python=${PYTHON:-python3}
+out=$bench/results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$out"
+bin=$bench/results/bench.test
+
+echo "building the benchmark binary"
+(cd "$bench" && go test -c -o "$bin" .)
+{
+	date -u +%FT%TZ
+	git -C "$bench" rev-parse HEAD 2>/dev/null || true
+	go version
+	"$python" --version
+	uname -srm
+	echo "cpus: $(nproc)"
+	echo "rounds: $rounds  quick: $quick  benchmarks: ${selected[*]}"
+} >"$out/env.txt"
+
+# times.tsv has one line per run: round, benchmark, implementation (go, or
+# py/<start method>), seconds per op.
+printf 'round\tbenchmark\timpl\tseconds\n' >"$out/times.tsv"
+
+# fail reports a run that failed, with the end of its output, and goes on.
+fail() {
+	echo "  FAILED: $1 (exit $2); the end of its output:" >&2
+	tail -n 20 "$3" | sed 's/^/    /' >&2
+}
+
+run_go() { # round name benchtime
+	local log=$out/go.$2.$1.log rc=0
+	timeout 300 "$bin" -test.run '^$' -test.bench "^Benchmark$2\$" -test.count 1 \
+		-test.benchtime "$3" -test.benchmem -test.timeout 280s >"$log" 2>&1 || rc=$?
+	cat "$log" >>"$out/go.txt"
+	local sec
+	sec=$(awk -v name="Benchmark$2" '
+		$1 == name || index($1, name "-") == 1 {
+			for (i = 2; i <= NF; i++) if ($i == "ns/op") { printf "%.9g", $(i-1) / 1e9; exit }
+		}' "$log")
+	if [[ $rc -ne 0 || -z $sec ]]; then
+		fail "Go $2" "$rc" "$log"
+		return
+	fi
+	printf '%s\t%s\tgo\t%s\n' "$1" "$2" "$sec" >>"$out/times.tsv"
+	printf '  %-14s go        %s s/op\n' "$2" "$sec"
+}
+
+run_py() { # round name benchtime
+	local log=$out/py.$2.$1.log rc=0 arg=()
+	case $3 in
+	*s) arg=(--time "${3%s}") ;;
+	*x) arg=(--reps "${3%x}") ;;
+	esac
+	timeout 300 "$python" "$bench/py/bench.py" "${arg[@]}" "$2" >"$log" 2>&1 || rc=$?
+	cat "$log" >>"$out/py.txt"
+	if [[ $rc -ne 0 ]] || ! grep -q "^$2[ /]" "$log"; then
+		fail "Python $2" "$rc" "$log"
+		return
+	fi
+	local label sec method
+	while read -r label sec; do
+		[[ $label == "$2" || $label == "$2"/* ]] || continue
+		method=fork
+		[[ $label == */* ]] && method=${label#*/}
+		printf '%s\t%s\tpy/%s\t%s\n' "$1" "$2" "$method" "$sec" >>"$out/times.tsv"
+		printf '  %-14s py/%-6s %s s/op\n' "$2" "$method" "$sec"
+	done <"$log"
+}
+
+for ((round = 1; round <= rounds; round++)); do
+	echo "round $round of $rounds"
+	for name in "${selected[@]}"; do
+		bt=${benchtime[$name]}
+		if $quick; then
+			case $bt in *s) bt=0.5s ;; *x) bt=1x ;; esac
+		fi
+		run_go "$round" "$name" "$bt"
+		run_py "$round" "$name" "$bt"
+	done
+done
+
+echo
+"$python" "$bench/py/table.py" "$out/times.tsv" | tee "$out/table.txt"
+echo
+echo "raw results: $out (go.txt is benchstat input)"

@@ -1,0 +1,200 @@
+package mp_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+// children returns the pids of this process's children, and which of them
+// are zombies.
+func children(t *testing.T) (pids, zombies []int) {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	me := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ppid, state, ok := procStat(pid)
+		if ok && ppid == me {
+			pids = append(pids, pid)
+			if state == "Z" {
+				zombies = append(zombies, pid)
+			}
+		}
+	}
+	return pids, zombies
+}
+
+// procStat returns a process's parent and state, from /proc/pid/stat.
+func procStat(pid int) (ppid int, state string, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, "", false
+	}
+	// The command name is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return 0, "", false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return ppid, f[0], true
+}
+
+func openFDs(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	var fds []string
+	for _, e := range entries {
+		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		fds = append(fds, e.Name()+" -> "+target)
+	}
+	return fds
+}
+
+// TestSpawnManyNoLeaks runs alone (not parallel): it counts this
+// process's file descriptors and children.
+func TestSpawnManyNoLeaks(t *testing.T) {
+	ctx := bounded(t, 120*time.Second)
+	spawnOnce := func(i int) {
+		p, err := mp.Spawn(ctx, procSquare, i, mp.WorkerOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := p.Wait(ctx); err != nil || got != i*i {
+			t.Fatalf("spawn %d: got %d, %v; want %d, nil", i, got, err, i*i)
+		}
+	}
+	spawnOnce(0) // let the runtime open what it keeps open (epoll, the starter thread)
+	before := openFDs(t)
+	for i := range 200 {
+		spawnOnce(i)
+	}
+	after := openFDs(t)
+	if !slices.Equal(before, after) {
+		t.Errorf("file descriptors: got %v after 200 spawns, want %v", after, before)
+	}
+	if pids, zombies := children(t); len(pids) != 0 || len(zombies) != 0 {
+		t.Errorf("got children %v (zombies %v) after 200 spawns, want none", pids, zombies)
+	}
+}
+
+const helperEnv = "MP_TEST_HELPER"
+
+// TestHelperParent is not a test: it is the parent process that
+// TestChildrenDieWithParent starts and kills. It spawns three children,
+// prints their pids and waits to be killed.
+func TestHelperParent(t *testing.T) {
+	if os.Getenv(helperEnv) != "parent" {
+		t.Skip("helper process for TestChildrenDieWithParent")
+	}
+	for range 3 {
+		p, err := mp.Spawn(context.Background(), procSleep, time.Hour, mp.WorkerOptions{})
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Println("child", p.Pid())
+	}
+	fmt.Println("ready")
+	select {}
+}
+
+func TestChildrenDieWithParent(t *testing.T) {
+	t.Parallel()
+	ctx := bounded(t, 60*time.Second)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperParent$", "-test.v")
+	cmd.Env = append(os.Environ(), helperEnv+"=parent")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var kids []int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if pid, ok := strings.CutPrefix(line, "child "); ok {
+			n, _ := strconv.Atoi(pid)
+			kids = append(kids, n)
+		}
+		if line == "ready" || strings.HasPrefix(line, "error") {
+			break
+		}
+	}
+	if len(kids) != 3 {
+		t.Fatalf("helper started children %v, want 3", kids)
+	}
+	for _, pid := range kids {
+		if !alive(pid) {
+			t.Fatalf("child %d is not running before its parent is killed", pid)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for _, pid := range kids {
+		for alive(pid) {
+			if time.Since(killed) > 2*time.Second {
+				t.Fatalf("child %d still alive 2s after its parent was killed", pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	t.Logf("all children gone %v after their parent was killed", time.Since(killed))
+}
+
+// alive reports whether pid is a running process (not gone, not a zombie).
+func alive(pid int) bool {
+	_, state, ok := procStat(pid)
+	return ok && state != "Z" && state != "X"
+}
+
+var procExtra = os.Getenv("MP_TEST_EXTRA_FUNC") == "1"
+
+func init() {
+	if procExtra {
+		// A worker started with this variable has one more function than its
+		// parent: it stands for a worker built from another commit.
+		mp.Register("test.extra", func(ctx context.Context, x int) (int, error) { return x, nil })
+	}
+}
+
+func TestSpawnOtherBuild(t *testing.T) {
+	t.Parallel()
+	ctx := bounded(t, 30*time.Second)
+	p, err := mp.Spawn(ctx, procSquare, 2, mp.WorkerOptions{Env: []string{"MP_TEST_EXTRA_FUNC=1"}, Stderr: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Wait(ctx)
+	if !errors.Is(err, mp.ErrWorkerStart) || !strings.Contains(err.Error(), "same build") {
+		t.Errorf("got %v, want an ErrWorkerStart that asks for the same build", err)
+	}
+}
