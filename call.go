@@ -128,11 +128,18 @@ func makeUnits[T any](c *call, index int, items []T, chunk, limit int) (units []
 	return units, failures
 }
 
-// outcome is the result of one item.
-type outcome[R any] struct {
-	index int
-	value R
-	err   error // a *TaskError
+// batch is the outcome of consecutive items of a call: one task's.
+type batch[R any] struct {
+	index  int
+	values []R     // the zero value where an item failed
+	errs   []error // nil if no item failed; else a *TaskError where one did
+}
+
+func (b batch[R]) err(i int) error {
+	if b.errs == nil {
+		return nil
+	}
+	return b.errs[i]
 }
 
 // collector gathers the outcomes of a call's units as workers return them.
@@ -142,7 +149,7 @@ type collector[R any] struct {
 	apply bool // errors carry index -1
 
 	mu      sync.Mutex
-	ready   []outcome[R]
+	ready   []batch[R]
 	pending int           // units submitted and not yet resolved
 	notify  chan struct{} // poked when ready grows
 }
@@ -159,21 +166,22 @@ func newCollector[R any](ctx context.Context, p *Pool, fn string) *collector[R] 
 }
 
 func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {
-	outs := make([]outcome[R], 0, u.n)
-	if err != nil {
-		for i := range u.n {
-			outs = append(outs, outcome[R]{index: u.index + i, err: c.taskError(u.index+i, err)})
-		}
+	b := batch[R]{index: u.index}
+	if err == nil {
+		b.values, b.errs = decodeResult[R](c.fn, res)
 	} else {
-		decodeResult(c.fn, res, func(i int, v R, err error) {
-			if err != nil {
-				err = c.taskError(u.index+i, err)
-			}
-			outs = append(outs, outcome[R]{index: u.index + i, value: v, err: err})
-		})
+		b.values, b.errs = make([]R, u.n), make([]error, u.n)
+		for i := range b.errs {
+			b.errs[i] = err
+		}
+	}
+	for i, err := range b.errs {
+		if err != nil {
+			b.errs[i] = c.taskError(u.index+i, err)
+		}
 	}
 	c.mu.Lock()
-	c.ready = append(c.ready, outs...)
+	c.ready = append(c.ready, b)
 	c.pending--
 	c.mu.Unlock()
 	c.poke()
@@ -204,7 +212,7 @@ func (c *collector[R]) submit(units []*unit, failures map[int]error) error {
 	if len(failures) > 0 {
 		c.mu.Lock()
 		for i, err := range failures {
-			c.ready = append(c.ready, outcome[R]{index: i, err: c.taskError(i, err)})
+			c.ready = append(c.ready, batch[R]{index: i, values: make([]R, 1), errs: []error{c.taskError(i, err)}})
 		}
 		c.mu.Unlock()
 		c.poke()
@@ -229,7 +237,7 @@ func (c *collector[R]) submit(units []*unit, failures map[int]error) error {
 
 // take waits until outcomes are ready, or nothing is pending, and returns
 // the ready outcomes and how many units are still pending.
-func (c *collector[R]) take(buf []outcome[R]) ([]outcome[R], int) {
+func (c *collector[R]) take(buf []batch[R]) ([]batch[R], int) {
 	for {
 		c.mu.Lock()
 		if len(c.ready) > 0 || c.pending == 0 {

@@ -71,22 +71,25 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 		return nil, nil, fmt.Errorf("mp: %s: %w", f.name, err)
 	}
 	var errs []error
-	var buf []outcome[R]
+	var buf []batch[R]
 	for done := 0; done < len(in); {
 		buf, _ = c.take(buf)
-		for _, o := range buf {
-			out[o.index] = o.value
-			if o.err != nil {
+		for _, b := range buf {
+			copy(out[b.index:], b.values)
+			done += len(b.values)
+			for i, err := range b.errs {
+				if err == nil {
+					continue
+				}
 				if failFast {
-					return nil, []error{o.err}, nil
+					return nil, []error{err}, nil
 				}
 				if errs == nil {
 					errs = make([]error, len(in))
 				}
-				errs[o.index] = o.err
+				errs[b.index+i] = err
 			}
 		}
-		done += len(buf)
 		if cfg.progress != nil && len(buf) > 0 {
 			cfg.progress(done, len(in))
 		}
@@ -152,9 +155,9 @@ type imapRun[T, R any] struct {
 	yield   func(R, error) bool
 
 	c      *collector[R]
-	read   int // items read from the input
-	done   int // items yielded
-	parked map[int]outcome[R]
+	read   int              // items read from the input
+	done   int              // items yielded
+	parked map[int]batch[R] // by index, batches that came before their turn
 }
 
 func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
@@ -166,7 +169,7 @@ func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
 	chunk := max(it.cfg.chunk, 1)
 	window := 2 * it.p.depth * it.p.opts.Workers // units in flight
 	exhausted := false
-	var buf []outcome[R]
+	var buf []batch[R]
 	for {
 		for !exhausted && it.pending() < window && ctx.Err() == nil {
 			batch := make([]T, 0, chunk)
@@ -195,8 +198,8 @@ func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
 			return
 		}
 		buf, _ = it.c.take(buf)
-		for _, o := range buf {
-			if !it.emit(o) {
+		for _, b := range buf {
+			if !it.emit(b) {
 				return
 			}
 		}
@@ -216,26 +219,24 @@ func (it *imapRun[T, R]) pending() int {
 	return it.c.pending
 }
 
-// emit yields o, or parks it until the outcomes before it are yielded.
-func (it *imapRun[T, R]) emit(o outcome[R]) bool {
-	if !it.ordered {
-		it.done++
-		return it.yield(o.value, o.err)
-	}
-	if o.index != it.done {
+// emit yields the items of b, or parks b until the items before it are yielded.
+func (it *imapRun[T, R]) emit(b batch[R]) bool {
+	if it.ordered && b.index != it.done {
 		if it.parked == nil {
-			it.parked = make(map[int]outcome[R])
+			it.parked = make(map[int]batch[R])
 		}
-		it.parked[o.index] = o
+		it.parked[b.index] = b
 		return true
 	}
 	for {
-		it.done++
-		if !it.yield(o.value, o.err) {
-			return false
+		for i, v := range b.values {
+			it.done++
+			if !it.yield(v, b.err(i)) {
+				return false
+			}
 		}
 		var ok bool
-		if o, ok = it.parked[it.done]; !ok {
+		if b, ok = it.parked[it.done]; !ok {
 			return true
 		}
 		delete(it.parked, it.done)

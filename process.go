@@ -105,7 +105,11 @@ func (p *Process[R]) run(startTimeout time.Duration, deadline time.Time, payload
 		p.err = p.withCause(exit)
 		return
 	}
-	decodeResult(p.fn, res, func(_ int, v R, err error) { p.result, p.err = v, err })
+	values, errs := decodeResult[R](p.fn, res)
+	p.result = values[0]
+	if errs != nil {
+		p.err = errs[0]
+	}
 }
 
 // readResult reads the one result a one-shot worker sends.
@@ -132,43 +136,39 @@ func (p *Process[R]) withCause(err error) error {
 	return err
 }
 
-// decodeResult calls each with the value or error of every item of res.
-// Errors are the function's own (a *RemoteError), a *PanicError, or a
+// decodeResult returns the values of the items of res, and if any failed,
+// their errors: the function's own (a *RemoteError), a *PanicError, or a
 // decoding error.
-func decodeResult[R any](fn string, res wire.Result, each func(i int, v R, err error)) {
-	failed := make(map[int]error, len(res.Failures))
-	for _, f := range res.Failures {
-		failed[f.Index] = failureError(f)
-	}
-	var values []R
-	var verr error
+func decodeResult[R any](fn string, res wire.Result) (values []R, errs []error) {
+	var err error
 	switch {
-	case len(failed) == res.N:
-		// Nothing to decode.
+	case len(res.Failures) == res.N:
+		values = make([]R, res.N)
 	case res.N == 1:
 		var v R
-		v, verr = wire.Unmarshal[R](res.Values)
+		v, err = wire.Unmarshal[R](res.Values)
 		values = []R{v}
 	default:
-		values, verr = wire.Unmarshal[[]R](res.Values)
-		if verr == nil && len(values) != res.N {
-			verr = fmt.Errorf("%w: %d results for %d items", wire.ErrMalformed, len(values), res.N)
+		values, err = wire.Unmarshal[[]R](res.Values)
+		if err == nil && len(values) != res.N {
+			err = fmt.Errorf("%w: %d results for %d items", wire.ErrMalformed, len(values), res.N)
 		}
 	}
-	if verr != nil {
-		verr = fmt.Errorf("mp: %s: decoding the result: %w", fn, verr)
+	if err != nil {
+		err = fmt.Errorf("mp: %s: decoding the result: %w", fn, err)
+		values, errs = make([]R, res.N), make([]error, res.N)
+		for i := range errs {
+			errs[i] = err
+		}
 	}
-	for i := range res.N {
+	for _, f := range res.Failures {
+		if errs == nil {
+			errs = make([]error, res.N)
+		}
 		var zero R
-		switch {
-		case failed[i] != nil:
-			each(i, zero, failed[i])
-		case verr != nil:
-			each(i, zero, verr)
-		default:
-			each(i, values[i], nil)
-		}
+		values[f.Index], errs[f.Index] = zero, failureError(f)
 	}
+	return values, errs
 }
 
 // failureError turns a failed item into the error callers see: a
