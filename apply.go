@@ -2,7 +2,6 @@ package mp
 
 import (
 	"context"
-	"fmt"
 )
 
 // Apply calls f(arg) in one of the pool's workers and returns its result,
@@ -54,14 +53,14 @@ func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) (*c
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("mp: %s: %w", f.name, context.Cause(ctx))
+		return nil, callError(f.name, context.Cause(ctx))
 	}
 	c := newCollector[R](ctx, p, f.name)
 	c.apply = true
 	units, failures := makeUnits(&c.call, 0, []T{arg}, 1, p.maxMessage())
 	if err := c.submit(units, failures); err != nil {
 		c.finish()
-		return nil, fmt.Errorf("mp: %s: %w", f.name, err)
+		return nil, callError(f.name, err)
 	}
 	return c, nil
 }

@@ -24,15 +24,25 @@ type WorkerOptions struct {
 	// process's own. Whatever they are, mp keeps the first and last 8 KiB
 	// of each worker's stderr for the ExitError of a worker that dies.
 	Stdout, Stderr io.Writer
-	// StartTimeout bounds a worker's start-up, from exec to handshake.
-	// Zero means 10s.
+	// StartTimeout bounds a worker's start-up, from exec to handshake, and
+	// then a pool's Init in it. Zero means 10s.
 	StartTimeout time.Duration
 	// WaitDelay bounds the wait for a worker's stderr to close after it
 	// exits (a grandchild may hold it open). Zero means 2s.
 	WaitDelay time.Duration
 	// MaxMessageSize limits each message between parent and worker: one
-	// task's arguments, or one task's results. Zero means 64 MiB.
+	// task's arguments, or one task's results. Zero means 64 MiB; the most
+	// is 2 GiB.
 	MaxMessageSize int
+}
+
+// maxMessage is the message size limit in force: MaxMessageSize, or its
+// default, within what the wire format can carry.
+func (o WorkerOptions) maxMessage() int {
+	if o.MaxMessageSize <= 0 {
+		return wire.DefaultMaxFrame
+	}
+	return min(o.MaxMessageSize, wire.MaxFrameLimit)
 }
 
 func (o WorkerOptions) startTimeout() time.Duration {
@@ -57,12 +67,9 @@ func startWorker(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
 		Env: o.Env, Dir: o.Dir, Stdout: o.Stdout, Stderr: o.Stderr, WaitDelay: o.WaitDelay,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrWorkerStart, err)
+		return nil, &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}
 	}
-	hello.MaxFrame = o.MaxMessageSize
-	if hello.MaxFrame <= 0 {
-		hello.MaxFrame = wire.DefaultMaxFrame
-	}
+	hello.MaxFrame = o.maxMessage()
 	wc := &workerConn{
 		child: child,
 		r:     wire.NewReader(child.Conn, hello.MaxFrame),
@@ -97,6 +104,7 @@ func (wc *workerConn) handshake(timeout time.Duration) error {
 		wc.kill()
 		return fmt.Errorf("%w: worker %d did not answer within %v: does main call mp.Main() as its first statement (and TestMain, in tests)?", ErrWorkerStart, pid, timeout)
 	case peerGone(err):
+		wc.child.Conn.Close()
 		exit := wc.exitError("")
 		if exit.State != nil && exit.State.Success() {
 			return fmt.Errorf("%w: worker %d exited without a handshake: main does not call mp.Main() as its first statement (and TestMain, in tests): %w", ErrWorkerStart, pid, exit)
@@ -104,7 +112,7 @@ func (wc *workerConn) handshake(timeout time.Duration) error {
 		return fmt.Errorf("%w: worker %d died during its handshake: %w", ErrWorkerStart, pid, exit)
 	}
 	wc.kill()
-	return fmt.Errorf("%w: %w", ErrWorkerStart, err)
+	return &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}
 }
 
 // kill kills the worker's process group, waits for it and closes the connection.

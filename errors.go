@@ -50,6 +50,7 @@ type TaskError struct {
 	Err   error
 }
 
+// Error returns "mp: func[index]: cause".
 func (e *TaskError) Error() string {
 	if e.Index < 0 {
 		return fmt.Sprintf("mp: %s: %v", e.Func, trimPrefix(e.Err))
@@ -57,6 +58,7 @@ func (e *TaskError) Error() string {
 	return fmt.Sprintf("mp: %s[%d]: %v", e.Func, e.Index, trimPrefix(e.Err))
 }
 
+// Unwrap returns the cause.
 func (e *TaskError) Unwrap() error { return e.Err }
 
 // trimPrefix drops the "mp: " of a wrapped error, so messages say it once.
@@ -76,6 +78,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error returns the panic value.
 func (e *PanicError) Error() string { return "mp: task panicked: " + e.Value }
 
 // ExitError reports a worker process that died while it held a task.
@@ -89,6 +92,8 @@ type ExitError struct {
 	Reason string
 }
 
+// Error says how the worker ended, and quotes the line of its stderr that
+// says why, if there is one.
 func (e *ExitError) Error() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "mp: worker %d ", e.PID)
@@ -163,6 +168,7 @@ type RemoteError struct {
 	sentinel string
 }
 
+// Error returns the worker's error message.
 func (e *RemoteError) Error() string { return e.Msg }
 
 // Is reports whether the worker's error matched target, a sentinel known to both processes.
@@ -243,4 +249,26 @@ func messageError(err error) error {
 		return fmt.Errorf("%w: %s", ErrMessageTooLarge, trimPrefix(err))
 	}
 	return err
+}
+
+// prefixedError is err with a prefix, saying "mp: " once however deep the
+// wrapping. It matches err and, if set, sentinel.
+type prefixedError struct {
+	prefix   string
+	err      error
+	sentinel error
+}
+
+func (e *prefixedError) Error() string { return e.prefix + trimPrefix(e.err) }
+
+func (e *prefixedError) Unwrap() []error {
+	if e.sentinel != nil {
+		return []error{e.sentinel, e.err}
+	}
+	return []error{e.err}
+}
+
+// callError is err as a call of function fn returns it.
+func callError(fn string, err error) error {
+	return &prefixedError{prefix: "mp: " + fn + ": ", err: err}
 }

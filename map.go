@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"iter"
 	"sync/atomic"
-
-	"github.com/go-mp/mp/internal/wire"
 )
 
 // Map calls f on every item of in, in the pool's workers, and returns the
@@ -54,7 +52,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 		return nil, nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, nil, fmt.Errorf("mp: %s: %w", f.name, context.Cause(ctx))
+		return nil, nil, callError(f.name, context.Cause(ctx))
 	}
 	out := make([]R, len(in))
 	if len(in) == 0 {
@@ -68,7 +66,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 	defer c.finish()
 	units, failures := makeUnits(&c.call, 0, in, chunk, p.maxMessage())
 	if err := c.submit(units, failures); err != nil {
-		return nil, nil, fmt.Errorf("mp: %s: %w", f.name, err)
+		return nil, nil, callError(f.name, err)
 	}
 	var errs []error
 	var buf []batch[R]
@@ -95,7 +93,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 		}
 	}
 	if errs != nil && ctx.Err() != nil {
-		return out, errs, fmt.Errorf("mp: %s: %w", f.name, context.Cause(ctx))
+		return out, errs, callError(f.name, context.Cause(ctx))
 	}
 	return out, errs, nil
 }
@@ -123,7 +121,8 @@ func Imap[T, R any](ctx context.Context, p *Pool, f Func[T, R], in iter.Seq[T], 
 
 // ImapUnordered is [Imap] that yields results as they complete, not in
 // input order, as Python's Pool.imap_unordered. Results carry no index: if
-// you need it, have f return it with the result.
+// you need it, have f return it with the result. Like Imap's, the sequence
+// is single-use, and must be ranged over with its errors.
 func ImapUnordered[T, R any](ctx context.Context, p *Pool, f Func[T, R], in iter.Seq[T], opts ...CallOption) iter.Seq2[R, error] {
 	return imap(ctx, p, f, in, false, opts)
 }
@@ -186,14 +185,14 @@ func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
 			}
 			units, failures := makeUnits(&it.c.call, it.read, batch, chunk, it.p.maxMessage())
 			if err := it.c.submit(units, failures); err != nil {
-				it.yield(zero, fmt.Errorf("mp: %s: %w", it.f.name, err))
+				it.yield(zero, callError(it.f.name, err))
 				return
 			}
 			it.read += len(batch)
 		}
 		if (exhausted || ctx.Err() != nil) && it.pending() == 0 && it.done == it.read {
 			if !exhausted {
-				it.yield(zero, fmt.Errorf("mp: %s: %w", it.f.name, context.Cause(ctx)))
+				it.yield(zero, callError(it.f.name, context.Cause(ctx)))
 			}
 			return
 		}
@@ -244,4 +243,4 @@ func (it *imapRun[T, R]) emit(b batch[R]) bool {
 }
 
 // maxMessage returns the message size limit of the pool's workers.
-func (p *Pool) maxMessage() int { return cmp(p.opts.Worker.MaxMessageSize, wire.DefaultMaxFrame) }
+func (p *Pool) maxMessage() int { return p.opts.Worker.maxMessage() }

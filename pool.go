@@ -215,12 +215,20 @@ func (p *Pool) submit(units []*unit) error {
 	return nil
 }
 
-// requeueLocked puts units back at the front of the queue, in order.
-func (p *Pool) requeueLocked(units ...*unit) {
-	if len(units) == 0 {
-		return
+// requeueLocked puts units back at the front of the queue, in order. If
+// the pool is closing or broken, no worker will take them: it returns the
+// error they must be released with instead, and the caller releases them.
+func (p *Pool) requeueLocked(units ...*unit) error {
+	switch {
+	case len(units) == 0:
+		return nil
+	case p.closing:
+		return ErrPoolClosed
+	case p.broken != nil:
+		return p.broken
 	}
 	p.queue = append(units[:len(units):len(units)], p.queue...)
+	return nil
 }
 
 func (p *Pool) popLocked() *unit {

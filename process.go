@@ -35,7 +35,10 @@ var spawnCount atomic.Int64
 // The argument is encoded before anything starts, so an argument that
 // cannot be encoded, or a function that is not registered, is an error
 // here, and no process is left behind. Spawn returns [ErrNoMain] if this
-// process did not call [Main].
+// process did not call [Main], and an error wrapping [ErrWorkerStart] if
+// the process cannot be started. A process that starts but fails its
+// handshake (it does not call Main, or is another build) is reported by
+// Wait, with an error wrapping ErrWorkerStart.
 //
 // Cancelling ctx kills the process (and its process group), as
 // exec.CommandContext does; the function's own context is not ctx but one
@@ -59,7 +62,7 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 	hello := wire.NewHello(fp)
 	hello.Name = fmt.Sprintf("Process-%d", spawnCount.Add(1))
 	hello.OneShot = true
-	if limit := cmp(o.MaxMessageSize, wire.DefaultMaxFrame); len(payload)+64+len(f.name) > limit {
+	if limit := o.maxMessage(); len(payload)+64+len(f.name) > limit {
 		return nil, fmt.Errorf("mp: spawn %s: %w", f.name, messageError(&wire.FrameTooLargeError{Size: int64(len(payload)), Limit: limit}))
 	}
 	wc, err := startWorker(o, hello)
@@ -77,13 +80,6 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 	return p, nil
 }
 
-func cmp(v, def int) int {
-	if v > 0 {
-		return v
-	}
-	return def
-}
-
 func (p *Process[R]) run(startTimeout time.Duration, deadline time.Time, payload []byte) {
 	defer close(p.done)
 	defer p.stop()
@@ -99,7 +95,15 @@ func (p *Process[R]) run(startTimeout time.Duration, deadline time.Time, payload
 		return
 	}
 	res, err := p.readResult()
-	<-sent
+	if werr := <-sent; werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil && !peerGone(err) {
+		wc.child.KillGroup() // alive but not speaking the protocol
+		p.err = p.withCause(fmt.Errorf("mp: %s: worker %d: %w", p.fn, wc.child.PID(), err))
+		wc.exitError("")
+		return
+	}
 	exit := wc.exitError("")
 	if err != nil {
 		p.err = p.withCause(exit)

@@ -2,7 +2,10 @@ package mp
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/go-mp/mp/internal/wire"
@@ -25,6 +28,7 @@ type slot struct {
 	tasks     int    // tasks sent to this worker
 	retire    string // why the worker is to be replaced once idle
 	kill      string // why the worker was killed
+	killID    uint64 // the task it was killed for
 }
 
 func (s *slot) poke() {
@@ -88,7 +92,7 @@ func (s *slot) start() (*workerConn, error) {
 		wc.kill()
 		return nil, ErrPoolClosed
 	}
-	s.wc, s.tasks, s.retire, s.kill = wc, 0, "", ""
+	s.wc, s.tasks, s.retire, s.kill, s.killID = wc, 0, "", "", 0
 	p.mu.Unlock()
 	err = wc.handshake(p.opts.Worker.startTimeout())
 	if err == nil && p.opts.Init.fn != "" {
@@ -116,7 +120,14 @@ func (s *slot) runInit(wc *workerConn) error {
 	err := wc.w.Write(wire.KindTask, 0, head, in.args)
 	var f wire.Frame
 	if err == nil {
+		timeout := s.p.opts.Worker.startTimeout()
+		wc.child.Conn.SetReadDeadline(time.Now().Add(timeout))
 		f, err = wc.r.Read()
+		wc.child.Conn.SetReadDeadline(time.Time{})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			wc.kill()
+			return fmt.Errorf("%w: Init %s did not finish within WorkerOptions.StartTimeout (%v)", ErrWorkerStart, in.fn, timeout)
+		}
 	}
 	if err != nil {
 		exit := wc.exitError("")
@@ -154,13 +165,22 @@ func (s *slot) serve(wc *workerConn) bool {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		frames, drop, kill, retire, next := s.step(time.Now())
+		var rss uint64
+		if p.hardMemory > 0 {
+			rss = worker.RSS(wc.child.PID()) // read outside the pool's lock
+		}
+		frames, drop, kill, retire, next := s.step(time.Now(), rss)
 		for _, u := range drop {
 			p.release(u, wire.Result{}, u.failed)
 		}
 		for _, f := range frames {
-			// A failed write means the worker is dead: the reader sees it.
-			_ = wc.w.Write(f.kind, f.id, f.head, f.body)
+			if err := wc.w.Write(f.kind, f.id, f.head, f.body); err != nil {
+				// The worker is dead (the reader sees it), or the frame
+				// could not be sent: kill the worker, so that the tasks it
+				// holds are not waited for forever.
+				s.protocolError(wc, err)
+				break
+			}
 		}
 		if kill {
 			wc.child.KillGroup()
@@ -189,7 +209,7 @@ func (s *slot) serve(wc *workerConn) bool {
 // step decides, under the pool's lock, what the supervisor does next:
 // frames to send (new tasks, cancellations, revocations), whether to kill
 // or retire the worker, and how long it may sleep.
-func (s *slot) step(now time.Time) (frames []frame, drop []*unit, kill, retire bool, next time.Duration) {
+func (s *slot) step(now time.Time, rss uint64) (frames []frame, drop []*unit, kill, retire bool, next time.Duration) {
 	p := s.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -226,7 +246,7 @@ func (s *slot) step(now time.Time) (frames []frame, drop []*unit, kill, retire b
 		}
 	}
 	next = time.Hour
-	frames = s.watchLocked(now, frames, &kill, &next)
+	frames = s.watchLocked(now, rss, frames, &kill, &next)
 	switch {
 	case kill:
 	case s.retire != "":
@@ -239,7 +259,7 @@ func (s *slot) step(now time.Time) (frames []frame, drop []*unit, kill, retire b
 
 // watchLocked checks the units in flight for cancellation, deadlines and
 // memory, and adds the frames that act on them.
-func (s *slot) watchLocked(now time.Time, frames []frame, kill *bool, next *time.Duration) []frame {
+func (s *slot) watchLocked(now time.Time, rss uint64, frames []frame, kill *bool, next *time.Duration) []frame {
 	p := s.p
 	for i, u := range s.inflight {
 		if u.failed == nil && !u.splitting {
@@ -273,7 +293,7 @@ func (s *slot) watchLocked(now time.Time, frames []frame, kill *bool, next *time
 		}
 		switch {
 		case !u.killAt.IsZero() && !now.Before(u.killAt):
-			*kill, s.kill = true, u.cause
+			*kill, s.kill, s.killID = true, u.cause, u.id
 		case !u.killAt.IsZero():
 			*next = min(*next, u.killAt.Sub(now))
 		case u.c.timeout > 0:
@@ -281,12 +301,12 @@ func (s *slot) watchLocked(now time.Time, frames []frame, kill *bool, next *time
 		}
 	}
 	if len(s.inflight) > 0 && p.hardMemory > 0 && !*kill {
-		if rss := worker.RSS(s.wc.child.PID()); rss > uint64(p.hardMemory) {
+		if rss > uint64(p.hardMemory) {
 			u := s.inflight[0]
 			if u.failed == nil {
 				u.failed = fmt.Errorf("%w: worker %d reached %d bytes, over the %d-byte WorkerMemoryLimit", ErrMemoryLimit, s.wc.child.PID(), rss, p.hardMemory)
 			}
-			*kill, s.kill = true, "memory"
+			*kill, s.kill, s.killID = true, "memory", u.id
 		}
 		*next = min(*next, 50*time.Millisecond)
 	}
@@ -328,7 +348,7 @@ func (s *slot) read(wc *workerConn, dead chan<- error) {
 	for {
 		f, err := wc.r.Read()
 		if err == nil {
-			err = s.handle(f)
+			err = s.handle(wc, f)
 		}
 		if err != nil {
 			dead <- err
@@ -338,28 +358,40 @@ func (s *slot) read(wc *workerConn, dead chan<- error) {
 	}
 }
 
+// protocolError kills a worker that cannot be talked to, and records why.
+func (s *slot) protocolError(wc *workerConn, err error) {
+	s.p.mu.Lock()
+	if s.kill == "" {
+		s.kill = "protocol error: " + trimPrefix(err)
+	}
+	s.p.mu.Unlock()
+	wc.child.KillGroup()
+}
+
 // handle acts on one frame from the worker.
-func (s *slot) handle(f wire.Frame) error {
+func (s *slot) handle(wc *workerConn, f wire.Frame) error {
 	p := s.p
 	var res wire.Result
 	switch f.Kind {
 	case wire.KindResult:
 		var err error
 		if res, err = wire.ParseResult(f.Payload); err != nil {
-			s.wc.child.KillGroup()
+			s.protocolError(wc, err)
 			return err
 		}
 	case wire.KindRevoked:
 	default:
-		s.wc.child.KillGroup()
-		return fmt.Errorf("%w: unexpected %v frame from worker", wire.ErrMalformed, f.Kind)
+		err := fmt.Errorf("%w: unexpected %v frame from worker", wire.ErrMalformed, f.Kind)
+		s.protocolError(wc, err)
+		return err
 	}
 	p.mu.Lock()
 	u := s.takeLocked(f.ID)
 	if u == nil {
 		p.mu.Unlock()
-		s.wc.child.KillGroup()
-		return fmt.Errorf("%w: %v frame for unknown task %d", wire.ErrMalformed, f.Kind, f.ID)
+		err := fmt.Errorf("%w: %v frame for unknown task %d", wire.ErrMalformed, f.Kind, f.ID)
+		s.protocolError(wc, err)
+		return err
 	}
 	if p.opts.MaxWorkerMemory > 0 && res.RSS > uint64(p.opts.MaxWorkerMemory) && s.retire == "" {
 		s.retire = "recycle-memory"
@@ -367,7 +399,10 @@ func (s *slot) handle(f wire.Frame) error {
 	revoked := f.Kind == wire.KindRevoked && u.failed == nil
 	if revoked {
 		u.reset()
-		p.requeueLocked(u)
+		s.tasks-- // it never ran here
+		if err := p.requeueLocked(u); err != nil {
+			u.failed, revoked = err, false
+		}
 	}
 	p.mu.Unlock()
 	switch {
@@ -403,7 +438,7 @@ func (s *slot) takeLocked(id uint64) *unit {
 func (s *slot) died(wc *workerConn, err error) {
 	p := s.p
 	p.mu.Lock()
-	reason := s.kill
+	reason, killedID := s.kill, s.killID
 	p.mu.Unlock()
 	exit := wc.exitError(reason)
 	wc.child.Conn.Close()
@@ -431,8 +466,10 @@ func (s *slot) died(wc *workerConn, err error) {
 			failed = append(failed, failure{u, u.failed})
 		case p.closing:
 			failed = append(failed, failure{u, ErrPoolClosed})
-		case i > 0:
-			u.reset() // it never started
+		case i > 0, killedID != 0 && u.id != killedID:
+			// It never started, or it started only after the task the worker
+			// was killed for had finished: either way not at fault.
+			u.reset()
 			requeue = append(requeue, u)
 		case u.n > 1:
 			parts := u.split()
@@ -447,7 +484,12 @@ func (s *slot) died(wc *workerConn, err error) {
 			failed = append(failed, failure{u, exit})
 		}
 	}
-	p.requeueLocked(requeue...)
+	if err := p.requeueLocked(requeue...); err != nil {
+		for _, u := range requeue {
+			failed = append(failed, failure{u, err})
+		}
+		requeue = nil
+	}
 	p.mu.Unlock()
 
 	if err != nil {
@@ -464,6 +506,8 @@ func (s *slot) died(wc *workerConn, err error) {
 // exitCause names why a worker ended, for Stats.
 func exitCause(exit *ExitError) string {
 	switch {
+	case strings.HasPrefix(exit.Reason, "protocol"):
+		return "protocol"
 	case exit.Reason != "":
 		return exit.Reason
 	case exit.Signal() != nil:

@@ -198,7 +198,9 @@ func (s *server) write(kind wire.Kind, id uint64, parts ...[]byte) error {
 	return s.w.Write(kind, id, parts...)
 }
 
-// execute runs every item of t and never panics.
+// execute runs every item of t. A panic in a task is caught; one in the
+// codec (a MarshalCBOR method of the argument or result type) kills the
+// worker, and the parent reports its exit.
 func (s *server) execute(t *task) wire.Result {
 	res := wire.Result{N: t.body.N}
 	h, ok := s.cfg.Lookup(t.body.Func)
@@ -218,7 +220,22 @@ func (s *server) execute(t *task) wire.Result {
 			cancel()
 		}
 	}
-	values, err := h(t.ctx, t.body.Args, t.body.N, call)
+	// The handler runs in a goroutine of its own, so that a task calling
+	// runtime.Goexit (which recover cannot stop) ends that goroutine, not
+	// the worker's loop.
+	var values []byte
+	var err error
+	returned := false
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		values, err = h(t.ctx, t.body.Args, t.body.N, call)
+		returned = true
+	}()
+	<-done
+	if !returned {
+		err = errors.New("mp: the task called runtime.Goexit")
+	}
 	if err != nil {
 		s.failAll(&res, err)
 		return res
