@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-mp/mp/internal/wire"
+	"github.com/go-mp/mp/internal/worker"
 )
 
 // call is one Map, Imap or Apply call in a pool: the context its tasks run
@@ -41,6 +42,7 @@ type unit struct {
 	failed     error  // the outcome, once decided by a cancel, a timeout or a kill
 	cause      string // why it was stopped, for Stats
 	splitting  bool   // overran its timeout: to be run again in smaller chunks
+	overrun    int    // 1 + the index of the item its worker reported overrunning; 0 if none
 	stolen     bool   // an idle worker wants it
 	revokeSent bool
 	killAt     time.Time
@@ -48,7 +50,7 @@ type unit struct {
 
 // reset readies a unit that never ran, or that is to run again, for the queue.
 func (u *unit) reset() {
-	u.id, u.cause, u.splitting, u.stolen, u.revokeSent, u.killAt = 0, "", false, false, false, time.Time{}
+	u.id, u.cause, u.splitting, u.overrun, u.stolen, u.revokeSent, u.killAt = 0, "", false, 0, false, false, time.Time{}
 }
 
 // A chunk whose worker died, or that overran its timeout, is split into
@@ -70,15 +72,39 @@ func (u *unit) split() []*unit {
 	}
 	out := make([]*unit, 0, parts)
 	for i := range parts {
-		lo, hi := u.n*i/parts, u.n*(i+1)/parts
-		part := newUnit(u.c, u.index+lo, hi-lo, func(off, n int) ([]byte, error) { return u.encode(lo+off, n) })
-		part.attempt = u.attempt
-		// These items were encoded together before, so this cannot fail
-		// unless encoding is not deterministic; if it does, the part fails.
-		part.args, part.failed = part.encode(0, part.n)
-		out = append(out, part)
+		out = append(out, u.cut(u.n*i/parts, u.n*(i+1)/parts))
 	}
 	return out
+}
+
+// cut returns a new unit of items [lo, hi) of u, to run again.
+func (u *unit) cut(lo, hi int) *unit {
+	part := newUnit(u.c, u.index+lo, hi-lo, func(off, n int) ([]byte, error) { return u.encode(lo+off, n) })
+	part.attempt = u.attempt
+	// These items were encoded together before, so this cannot fail unless
+	// encoding is not deterministic; if it does, the part fails.
+	part.args, part.failed = part.encode(0, part.n)
+	return part
+}
+
+// budget is how long the parent lets u run before it takes it back: its
+// timeout for a single item; for a chunk, the sum of its items' timeouts,
+// since the worker itself reports an item that overruns.
+func (u *unit) budget() time.Duration {
+	t := u.c.timeout
+	if u.n == 1 || t <= 0 {
+		return t
+	}
+	per := t + worker.OverrunGrace
+	if per > time.Duration(1<<62)/time.Duration(u.n) {
+		return 1 << 62
+	}
+	return per*time.Duration(u.n) + worker.OverrunGrace
+}
+
+// timeoutError is the error of an item that ran past its timeout.
+func timeoutError(timeout time.Duration) error {
+	return fmt.Errorf("mp: task ran past its %v timeout: %w", timeout, context.DeadlineExceeded)
 }
 
 // newUnit makes the unit of items [index, index+n) of c. It encodes them

@@ -21,14 +21,16 @@ type PoolOptions struct {
 
 	// TaskTimeout is the default deadline of each task, counted from when
 	// it starts running; a call's ctx deadline applies as well. A task past
-	// it has its context cancelled, and if it has not returned after a short
-	// grace, its worker's process group is killed and a new worker started;
-	// the task fails with an error matching context.DeadlineExceeded.
+	// it has its context cancelled, and if it has not returned after a
+	// grace of 100ms, its worker's process group is killed and a new
+	// worker started; the task fails with an error matching
+	// context.DeadlineExceeded.
 	//
-	// A chunk of several items gets TaskTimeout as a whole: a chunk that
-	// overruns it is split and its items are run again in smaller chunks
-	// down to single items, so a looping item is found and fails alone (the
-	// items before it in its chunk run twice). Zero means no timeout.
+	// In a chunk of several items, each item has its own TaskTimeout. An
+	// item that overruns it by the grace is reported by its worker, which
+	// exits: the item fails, and the chunk's other items are run again by
+	// other workers (so the items before it in its chunk run twice). Zero
+	// means no timeout.
 	TaskTimeout time.Duration
 
 	// Retries is how many times a task whose worker died under it is run

@@ -1,10 +1,12 @@
 package mp_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -636,5 +638,80 @@ func TestProgress(t *testing.T) {
 	}))
 	if err != nil || last != 100 || calls == 0 {
 		t.Errorf("got last progress %d after %d calls, %v; want 100", last, calls, err)
+	}
+}
+
+// poolOnce kills its worker the first time it runs for a given marker
+// file, and succeeds after.
+var poolOnce = mp.Register("test.pool.once", func(ctx context.Context, marker string) (int, error) {
+	if _, err := os.Stat(marker); err != nil {
+		os.WriteFile(marker, nil, 0o600)
+		os.Exit(7)
+	}
+	return 42, nil
+})
+
+func TestRetries(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := bounded(t, 30*time.Second)
+	var log bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &log}, nil))
+	p := newPool(t, mp.PoolOptions{Workers: 1, Retries: 1, Logger: logger})
+	if got, err := mp.Apply(ctx, p, poolOnce, filepath.Join(dir, "a")); err != nil || got != 42 {
+		t.Errorf("with a retry: got %d, %v; want 42, nil", got, err)
+	}
+	mu.Lock()
+	logged := log.String()
+	mu.Unlock()
+	if !strings.Contains(logged, "worker died") || !strings.Contains(logged, "exited with code 7") {
+		t.Errorf("log: got %q, want the worker's death and its cause", logged)
+	}
+
+	q := newPool(t, mp.PoolOptions{Workers: 1})
+	_, err := mp.Apply(ctx, q, poolOnce, filepath.Join(dir, "b"))
+	if exit, ok := errors.AsType[*mp.ExitError](err); !ok || exit.ExitCode() != 7 {
+		t.Errorf("without retries: got %v, want an *mp.ExitError with code 7", err)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func TestTaskTimeoutInChunk(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 1, TaskTimeout: 300 * time.Millisecond})
+	ctx := bounded(t, 60*time.Second)
+	// Five items of 100ms in one chunk: 500ms in all, more than the
+	// timeout, but each item is within it.
+	d := 100 * time.Millisecond
+	if _, err := mp.Map(ctx, p, poolStubborn, []time.Duration{d, d, d, d, d}, mp.ChunkSize(5)); err != nil {
+		t.Fatalf("a chunk of items each within its timeout: %v", err)
+	}
+	// One item that ignores its context, in the middle of a chunk.
+	in := []time.Duration{0, 0, time.Hour, 0, 0}
+	out, errs, err := mp.MapAll(ctx, p, poolStubborn, in, mp.ChunkSize(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range in {
+		switch {
+		case i == 2 && (errs == nil || !errors.Is(errs[2], context.DeadlineExceeded)):
+			t.Errorf("item 2: got %v, want context.DeadlineExceeded", errs)
+		case i != 2 && (errs[i] != nil || out[i] == 0):
+			t.Errorf("item %d: got %d, %v; want a pid", i, out[i], errs[i])
+		}
+	}
+	if st := p.Stats(); st.Restarts != 1 || st.RestartCauses["timeout"] != 1 {
+		t.Errorf("restarts: got %d %v, want one, for the timeout", st.Restarts, st.RestartCauses)
 	}
 }

@@ -2,6 +2,7 @@ package mp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -265,14 +266,15 @@ func (s *slot) watchLocked(now time.Time, rss uint64, frames []frame, kill *bool
 		if u.failed == nil && !u.splitting {
 			if u.c.ctx.Err() != nil {
 				u.failed, u.cause = context.Cause(u.c.ctx), "cancel"
-			} else if i == 0 && u.c.timeout > 0 && !now.Before(s.headSince.Add(u.c.timeout)) {
+			} else if i == 0 && u.c.timeout > 0 && !now.Before(s.headSince.Add(u.budget())) {
 				u.cause = "timeout"
 				if u.n > 1 {
-					// Its items are run again in smaller chunks. No cancel
+					// The worker did not report the item at fault: its
+					// items are run again in smaller chunks. No cancel
 					// frame: each item has its own deadline in the worker.
 					u.splitting = true
 				} else {
-					u.failed = fmt.Errorf("mp: task ran past its %v timeout: %w", u.c.timeout, context.DeadlineExceeded)
+					u.failed = timeoutError(u.c.timeout)
 				}
 			}
 		}
@@ -297,7 +299,7 @@ func (s *slot) watchLocked(now time.Time, rss uint64, frames []frame, kill *bool
 		case !u.killAt.IsZero():
 			*next = min(*next, u.killAt.Sub(now))
 		case u.c.timeout > 0:
-			*next = min(*next, s.headSince.Add(u.c.timeout).Sub(now))
+			*next = min(*next, s.headSince.Add(u.budget()).Sub(now))
 		}
 	}
 	if len(s.inflight) > 0 && p.hardMemory > 0 && !*kill {
@@ -380,6 +382,8 @@ func (s *slot) handle(wc *workerConn, f wire.Frame) error {
 			return err
 		}
 	case wire.KindRevoked:
+	case wire.KindOverrun:
+		return s.overrun(wc, f)
 	default:
 		err := fmt.Errorf("%w: unexpected %v frame from worker", wire.ErrMalformed, f.Kind)
 		s.protocolError(wc, err)
@@ -414,6 +418,34 @@ func (s *slot) handle(wc *workerConn, f wire.Frame) error {
 		p.release(u, wire.Result{}, fmt.Errorf("%w: %d results for a task of %d items", wire.ErrMalformed, res.N, u.n))
 	default:
 		p.release(u, res, nil)
+	}
+	return nil
+}
+
+// overrun records that the worker reported an item of its running chunk
+// overrunning its timeout; the worker exits, and died fails that item and
+// runs the others again.
+func (s *slot) overrun(wc *workerConn, f wire.Frame) error {
+	p := s.p
+	p.mu.Lock()
+	var u *unit
+	if len(s.inflight) > 0 && s.inflight[0].id == f.ID {
+		u = s.inflight[0]
+	}
+	var k int
+	if len(f.Payload) == 4 {
+		k = int(binary.BigEndian.Uint32(f.Payload))
+	}
+	ok := u != nil && len(f.Payload) == 4 && k < u.n
+	if ok {
+		u.overrun, u.cause = k+1, "timeout"
+		s.kill, s.killID = "timeout", u.id
+	}
+	p.mu.Unlock()
+	if !ok {
+		err := fmt.Errorf("%w: overrun frame for task %d, which does not run", wire.ErrMalformed, f.ID)
+		s.protocolError(wc, err)
+		return err
 	}
 	return nil
 }
@@ -464,6 +496,18 @@ func (s *slot) died(wc *workerConn, err error) {
 		switch {
 		case u.failed != nil:
 			failed = append(failed, failure{u, u.failed})
+		case u.overrun > 0 && !p.closing:
+			k := u.overrun - 1
+			failed = append(failed, failure{u.cut(k, k+1), timeoutError(u.c.timeout)})
+			if k > 0 {
+				requeue = append(requeue, u.cut(0, k))
+			}
+			if k+1 < u.n {
+				requeue = append(requeue, u.cut(k+1, u.n))
+			}
+			parts := 1 + min(k, 1) + min(u.n-k-1, 1)
+			p.outstanding += parts - 1
+			u.c.sink.grow(parts - 1)
 		case p.closing:
 			failed = append(failed, failure{u, ErrPoolClosed})
 		case i > 0, killedID != 0 && u.id != killedID:

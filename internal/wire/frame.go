@@ -24,6 +24,7 @@ const (
 	KindCancel  Kind = 4 // parent to worker: cancel task ID (running) or revoke it (queued)
 	KindRevoked Kind = 5 // worker to parent: task ID was revoked before it started
 	KindRevoke  Kind = 6 // parent to worker: revoke task ID if it has not started
+	KindOverrun Kind = 7 // worker to parent: item (u32 payload) of task ID overran its timeout; the worker exits
 )
 
 func (k Kind) String() string {
@@ -40,6 +41,8 @@ func (k Kind) String() string {
 		return "revoked"
 	case KindRevoke:
 		return "revoke"
+	case KindOverrun:
+		return "overrun"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

@@ -5,6 +5,7 @@ package worker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/go-mp/mp/internal/wire"
 )
@@ -37,7 +39,12 @@ const (
 	ExitOK        = 0 // the parent closed the connection, or a one-shot task succeeded
 	ExitTaskError = 1 // a one-shot task returned an error or panicked
 	ExitProtocol  = 3 // the parent spoke another protocol or build
+	ExitOverrun   = 4 // an item of a chunk overran its timeout and ignored its context
 )
+
+// OverrunGrace is how long past its timeout an item of a chunk may run, to
+// heed its cancelled context, before its worker reports it and exits.
+const OverrunGrace = 100 * time.Millisecond
 
 type task struct {
 	id     uint64
@@ -57,12 +64,13 @@ type server struct {
 	mu      sync.Mutex
 	queue   []*task
 	running *task
+	item    int           // the item of running that runs, if watched; -1 if none
 	ready   chan struct{} // poked when queue grows
 }
 
 // Serve runs the worker loop on conn and returns the process exit code.
 func Serve(conn net.Conn, cfg Config) int {
-	s := &server{cfg: cfg, conn: conn, ready: make(chan struct{}, 1)}
+	s := &server{cfg: cfg, conn: conn, ready: make(chan struct{}, 1), item: -1}
 	s.w = wire.NewWriter(conn, 0)
 	me := wire.NewHello(cfg.Fingerprint)
 	me.PID = os.Getpid()
@@ -210,11 +218,21 @@ func (s *server) execute(t *task) wire.Result {
 	}
 	call := func(i int, f func(context.Context) error) {
 		ctx, cancel := t.ctx, context.CancelFunc(nil)
+		var watchdog *time.Timer
 		if t.body.Timeout > 0 { // each item has its own timeout
 			ctx, cancel = context.WithTimeout(ctx, t.body.Timeout)
+			if t.body.N > 1 {
+				watchdog = s.watch(t, i)
+			}
 		}
 		if fail, failed := s.guard(i, ctx, f); failed {
 			res.Failures = append(res.Failures, fail)
+		}
+		if watchdog != nil {
+			watchdog.Stop()
+			s.mu.Lock()
+			s.item = -1
+			s.mu.Unlock()
 		}
 		if cancel != nil {
 			cancel()
@@ -252,6 +270,25 @@ func (s *server) execute(t *task) wire.Result {
 		s.failAll(&res, err)
 	}
 	return res
+}
+
+// watch arms the watchdog of item i of chunk t. The parent cannot tell
+// which item of a chunk runs; the worker can, so it is the worker that
+// reports an item that ignores its context past its timeout, and exits so
+// that the parent can replace it and run the chunk's other items again.
+func (s *server) watch(t *task, i int) *time.Timer {
+	s.mu.Lock()
+	s.item = i
+	s.mu.Unlock()
+	return time.AfterFunc(t.body.Timeout+OverrunGrace, func() {
+		s.mu.Lock()
+		stuck := s.running == t && s.item == i
+		s.mu.Unlock()
+		if stuck {
+			s.write(wire.KindOverrun, t.id, binary.BigEndian.AppendUint32(nil, uint32(i)))
+			os.Exit(ExitOverrun)
+		}
+	})
 }
 
 func (s *server) failAll(res *wire.Result, err error) {
