@@ -14,11 +14,12 @@
 // it; the other items succeed, and MapAll reports every item's error.
 //
 // MapAll sends the items in chunks, here of 3 (ceil(20 / (4 × 2 workers))).
-// When a worker dies under a chunk, or a chunk overruns TaskTimeout, its
-// items are run again one at a time, so that the bad one fails alone. The
-// bad item runs twice, then, and costs two workers: the last line counts
-// six workers replaced for three bad items. Use mp.ChunkSize(1) where that
-// matters more than the cost of one round trip per item.
+// When a worker dies under a chunk, its items are run again one at a time,
+// so that the bad one fails alone: the bad item runs twice, then, and costs
+// two workers. An item that overruns TaskTimeout is reported by its worker,
+// and fails at once. The last line counts five workers replaced for three
+// bad items. Use mp.ChunkSize(1) where that matters more than the cost of
+// one round trip per item.
 //
 // The workers' stderr (where the Go runtime writes its crash report) goes to
 // io.Discard; the pool keeps its first and last few kilobytes in the

@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-mp/mp/examples/internal/exampletest"
 )
 
 func TestOutput(t *testing.T) {
-	lines, _ := run(t)
+	lines, _ := exampletest.Run(t)
 	if len(lines) != 22 {
 		t.Fatalf("got %d lines, want 22:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
@@ -40,41 +38,12 @@ func TestOutput(t *testing.T) {
 	if _, err := fmt.Sscanf(lines[20], "16 ok, 4 failed, in %s", &elapsed); err != nil {
 		t.Fatalf("line 21: got %q, want %q: %v", lines[20], "16 ok, 4 failed, in <duration>", err)
 	}
-	// The time is bounded: the loop costs two timeouts of 500ms (in its
-	// chunk, then alone), the other failures a worker start each.
+	// The time is bounded: the loop costs one timeout of 500ms, the other
+	// failures a worker start or two each.
 	if d, err := time.ParseDuration(elapsed); err != nil || d > 20*time.Second {
 		t.Errorf("line 21: got %q, want a duration under 20s", lines[20])
 	}
-	if got, want := lines[21], "workers replaced: 6 (exit: 4, timeout: 2)"; got != want {
+	if got, want := lines[21], "workers replaced: 5 (exit: 4, timeout: 1)"; got != want {
 		t.Errorf("line 22: got %q, want %q", got, want)
 	}
-}
-
-// run builds the example into a temporary directory, runs it, and returns
-// the lines of its stdout and its process ID.
-func run(t *testing.T) (lines []string, pid int) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs the example")
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	bin := filepath.Join(t.TempDir(), "prog")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second // children share stdout and stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", bin, err, &stdout, &stderr)
-	}
-	if stderr.Len() > 0 {
-		t.Errorf("stderr:\n%s", &stderr)
-	}
-	return strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n"), cmd.Process.Pid
 }

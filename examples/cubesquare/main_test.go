@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
-	"time"
+
+	"github.com/go-mp/mp/examples/internal/exampletest"
 )
 
 func TestOutput(t *testing.T) {
-	got, _ := run(t)
+	got, _ := exampletest.Run(t)
 	// The two children run concurrently: their lines come in either order.
 	want := []string{"Cube: 1000", "Square: 100"}
 	if len(got) != 3 {
@@ -22,33 +18,4 @@ func TestOutput(t *testing.T) {
 	if !slices.Equal(children, want) || got[2] != "Done!" {
 		t.Errorf("got %q, want %q in any order, then %q", got, want, "Done!")
 	}
-}
-
-// run builds the example into a temporary directory, runs it, and returns
-// the lines of its stdout and its process ID.
-func run(t *testing.T) (lines []string, pid int) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs the example")
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	bin := filepath.Join(t.TempDir(), "prog")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second // children share stdout and stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", bin, err, &stdout, &stderr)
-	}
-	if stderr.Len() > 0 {
-		t.Errorf("stderr:\n%s", &stderr)
-	}
-	return strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n"), cmd.Process.Pid
 }

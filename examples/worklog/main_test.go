@@ -1,22 +1,19 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/go-mp/mp/examples/internal/exampletest"
 )
 
 // items are the example's work items and their lengths in seconds.
 var items = map[string]int{"A": 5, "B": 2, "C": 1, "D": 3}
 
 func TestOutput(t *testing.T) {
-	lines, _ := run(t)
+	lines, _ := exampletest.Run(t)
 	// 4 starts and 4 ends from the workers, in an order that depends on
 	// scheduling, then 4 lines from the parent, in the order of the items.
 	if len(lines) != 12 {
@@ -82,7 +79,7 @@ func TestOutput(t *testing.T) {
 // free, as in Python's Pool: so A and B start at
 // once, C when B is done, and D when C is done.
 func TestStartOrder(t *testing.T) {
-	lines, _ := run(t)
+	lines, _ := exampletest.Run(t)
 	var starts []string
 	for _, line := range lines {
 		var name string
@@ -95,33 +92,4 @@ func TestStartOrder(t *testing.T) {
 		!slices.Equal(starts[2:], []string{"C", "D"}) {
 		t.Errorf("items started in the order %q, want A and B in either order, then C, D", starts)
 	}
-}
-
-// run builds the example into a temporary directory, runs it, and returns
-// the lines of its stdout and its process ID.
-func run(t *testing.T) (lines []string, pid int) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs the example")
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	bin := filepath.Join(t.TempDir(), "prog")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second // children share stdout and stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", bin, err, &stdout, &stderr)
-	}
-	if stderr.Len() > 0 {
-		t.Errorf("stderr:\n%s", &stderr)
-	}
-	return strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n"), cmd.Process.Pid
 }
