@@ -574,7 +574,17 @@ func TestMemoryLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	probe.Close()
-	p := newPool(t, mp.PoolOptions{Workers: 1, MaxWorkerMemory: base + 32<<20, WorkerMemoryLimit: base + 512<<20})
+	var log bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &log}, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("base %d; pool log:\n%s", base, log.String())
+			mu.Unlock()
+		}
+	})
+	p := newPool(t, mp.PoolOptions{Workers: 1, MaxWorkerMemory: base + 32<<20, WorkerMemoryLimit: base + 512<<20, Logger: logger})
 	pid1, err := mp.Apply(ctx, p, poolAlloc, 64) // above the soft limit: recycled after it
 	if err != nil {
 		t.Fatal(err)

@@ -176,10 +176,12 @@ func (s *slot) serve(wc *workerConn) bool {
 		}
 		for _, f := range frames {
 			if err := wc.w.Write(f.kind, f.id, f.head, f.body); err != nil {
-				// The worker is dead (the reader sees it), or the frame
-				// could not be sent: kill the worker, so that the tasks it
+				// If the worker is dead, the reader sees it. If the frame
+				// could not be sent, kill the worker, so that the tasks it
 				// holds are not waited for forever.
-				s.protocolError(wc, err)
+				if !peerGone(err) {
+					s.protocolError(wc, err)
+				}
 				break
 			}
 		}
@@ -307,8 +309,9 @@ func (s *slot) watchLocked(now time.Time, rss uint64, frames []frame, kill *bool
 			u := s.inflight[0]
 			if u.failed == nil {
 				u.failed = fmt.Errorf("%w: worker %d reached %d bytes, over the %d-byte WorkerMemoryLimit", ErrMemoryLimit, s.wc.child.PID(), rss, p.hardMemory)
+				u.cause = "memory"
 			}
-			*kill, s.kill, s.killID = true, "memory", u.id
+			*kill, s.kill, s.killID = true, u.cause, u.id
 		}
 		*next = min(*next, 50*time.Millisecond)
 	}
