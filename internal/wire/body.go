@@ -29,7 +29,7 @@ func AppendTaskHeader(dst []byte, t Task) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(t.Func)))
 	dst = append(dst, t.Func...)
 	var d int64
-	if !t.Deadline.IsZero() && t.Deadline.Before(maxDeadline) {
+	if !t.Deadline.IsZero() && !t.Deadline.After(maxDeadline) {
 		d = t.Deadline.UnixNano() // a later one is as good as none, and would overflow
 	}
 	dst = binary.BigEndian.AppendUint64(dst, uint64(d))
