@@ -95,6 +95,9 @@ func (u *unit) budget() time.Duration {
 	if u.n == 1 || t <= 0 {
 		return t
 	}
+	if t > 1<<62 {
+		return 1 << 62 // as good as none, and no overflow
+	}
 	per := t + worker.OverrunGrace
 	if per > time.Duration(1<<62)/time.Duration(u.n) {
 		return 1 << 62

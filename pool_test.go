@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -723,5 +724,18 @@ func TestTaskTimeoutInChunk(t *testing.T) {
 	}
 	if st := p.Stats(); st.Restarts != 1 || st.RestartCauses["timeout"] != 1 {
 		t.Errorf("restarts: got %d %v, want one, for the timeout", st.Restarts, st.RestartCauses)
+	}
+}
+
+func TestTaskTimeoutHuge(t *testing.T) {
+	t.Parallel()
+	// A timeout as good as none must not overflow into an immediate one.
+	p := newPool(t, mp.PoolOptions{Workers: 1, TaskTimeout: math.MaxInt64})
+	got, err := mp.Map(bounded(t, 30*time.Second), p, poolSquare, seq(9), mp.ChunkSize(3))
+	if err != nil || got[8] != 64 {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if st := p.Stats(); st.Restarts != 0 {
+		t.Errorf("restarts: got %d %v, want none", st.Restarts, st.RestartCauses)
 	}
 }

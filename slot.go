@@ -166,11 +166,11 @@ func (s *slot) serve(wc *workerConn) bool {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		var rss uint64
+		var mem memSample
 		if p.hardMemory > 0 {
-			rss = worker.RSS(wc.child.PID()) // read outside the pool's lock
+			mem = s.sampleMemory(wc)
 		}
-		frames, drop, kill, retire, next := s.step(time.Now(), rss)
+		frames, drop, kill, retire, next := s.step(time.Now(), mem)
 		for _, u := range drop {
 			p.release(u, wire.Result{}, u.failed)
 		}
@@ -212,7 +212,7 @@ func (s *slot) serve(wc *workerConn) bool {
 // step decides, under the pool's lock, what the supervisor does next:
 // frames to send (new tasks, cancellations, revocations), whether to kill
 // or retire the worker, and how long it may sleep.
-func (s *slot) step(now time.Time, rss uint64) (frames []frame, drop []*unit, kill, retire bool, next time.Duration) {
+func (s *slot) step(now time.Time, mem memSample) (frames []frame, drop []*unit, kill, retire bool, next time.Duration) {
 	p := s.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -249,7 +249,7 @@ func (s *slot) step(now time.Time, rss uint64) (frames []frame, drop []*unit, ki
 		}
 	}
 	next = time.Hour
-	frames = s.watchLocked(now, rss, frames, &kill, &next)
+	frames = s.watchLocked(now, mem, frames, &kill, &next)
 	switch {
 	case kill:
 	case s.retire != "":
@@ -262,7 +262,7 @@ func (s *slot) step(now time.Time, rss uint64) (frames []frame, drop []*unit, ki
 
 // watchLocked checks the units in flight for cancellation, deadlines and
 // memory, and adds the frames that act on them.
-func (s *slot) watchLocked(now time.Time, rss uint64, frames []frame, kill *bool, next *time.Duration) []frame {
+func (s *slot) watchLocked(now time.Time, mem memSample, frames []frame, kill *bool, next *time.Duration) []frame {
 	p := s.p
 	for i, u := range s.inflight {
 		if u.failed == nil && !u.splitting {
@@ -305,8 +305,8 @@ func (s *slot) watchLocked(now time.Time, rss uint64, frames []frame, kill *bool
 		}
 	}
 	if len(s.inflight) > 0 && p.hardMemory > 0 && !*kill {
-		if rss > uint64(p.hardMemory) {
-			u := s.inflight[0]
+		if u := s.inflight[0]; u.id == mem.head && mem.rss > uint64(p.hardMemory) {
+			rss := mem.rss
 			if u.failed == nil {
 				u.failed = fmt.Errorf("%w: worker %d reached %d bytes, over the %d-byte WorkerMemoryLimit", ErrMemoryLimit, s.wc.child.PID(), rss, p.hardMemory)
 				u.cause = "memory"
@@ -316,6 +316,27 @@ func (s *slot) watchLocked(now time.Time, rss uint64, frames []frame, kill *bool
 		*next = min(*next, 50*time.Millisecond)
 	}
 	return frames
+}
+
+// memSample is a worker's resident set size, and the task it was running
+// when it was read: the size is read outside the pool's lock, and only
+// blames that task if it still runs.
+type memSample struct {
+	rss  uint64
+	head uint64
+}
+
+func (s *slot) sampleMemory(wc *workerConn) memSample {
+	s.p.mu.Lock()
+	var head uint64
+	if len(s.inflight) > 0 {
+		head = s.inflight[0].id
+	}
+	s.p.mu.Unlock()
+	if head == 0 {
+		return memSample{}
+	}
+	return memSample{rss: worker.RSS(wc.child.PID()), head: head}
 }
 
 // idleLocked reports whether a worker other than s's is ready and idle.
@@ -439,14 +460,24 @@ func (s *slot) overrun(wc *workerConn, f wire.Frame) error {
 	if len(f.Payload) == 4 {
 		k = int(binary.BigEndian.Uint32(f.Payload))
 	}
-	ok := u != nil && len(f.Payload) == 4 && k < u.n
-	if ok {
+	ok := len(f.Payload) == 4 && (u == nil || k < u.n)
+	switch {
+	case !ok:
+	case u == nil:
+		// Its result came first: the worker exits for a task that is done,
+		// and the one it runs now is not at fault.
+		if s.kill == "" {
+			s.kill, s.killID = "timeout", f.ID
+		}
+	case u.failed == nil:
 		u.overrun, u.cause = k+1, "timeout"
-		s.kill, s.killID = "timeout", u.id
+		if s.kill == "" {
+			s.kill, s.killID = "timeout", u.id
+		}
 	}
 	p.mu.Unlock()
 	if !ok {
-		err := fmt.Errorf("%w: overrun frame for task %d, which does not run", wire.ErrMalformed, f.ID)
+		err := fmt.Errorf("%w: overrun frame for item %d of task %d", wire.ErrMalformed, k, f.ID)
 		s.protocolError(wc, err)
 		return err
 	}

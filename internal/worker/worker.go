@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"runtime/debug"
@@ -217,25 +218,23 @@ func (s *server) execute(t *task) wire.Result {
 		return res
 	}
 	call := func(i int, f func(context.Context) error) {
-		ctx, cancel := t.ctx, context.CancelFunc(nil)
-		var watchdog *time.Timer
+		ctx := t.ctx
 		if t.body.Timeout > 0 { // each item has its own timeout
+			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, t.body.Timeout)
-			if t.body.N > 1 {
-				watchdog = s.watch(t, i)
+			defer cancel()
+			if t.body.N > 1 && t.body.Timeout <= math.MaxInt64-OverrunGrace {
+				watchdog := s.watch(t, i)
+				defer func() { // deferred: a task may end with runtime.Goexit
+					watchdog.Stop()
+					s.mu.Lock()
+					s.item = -1
+					s.mu.Unlock()
+				}()
 			}
 		}
 		if fail, failed := s.guard(i, ctx, f); failed {
 			res.Failures = append(res.Failures, fail)
-		}
-		if watchdog != nil {
-			watchdog.Stop()
-			s.mu.Lock()
-			s.item = -1
-			s.mu.Unlock()
-		}
-		if cancel != nil {
-			cancel()
 		}
 	}
 	// The handler runs in a goroutine of its own, so that a task calling
@@ -282,12 +281,14 @@ func (s *server) watch(t *task, i int) *time.Timer {
 	s.mu.Unlock()
 	return time.AfterFunc(t.body.Timeout+OverrunGrace, func() {
 		s.mu.Lock()
-		stuck := s.running == t && s.item == i
-		s.mu.Unlock()
-		if stuck {
-			s.write(wire.KindOverrun, t.id, binary.BigEndian.AppendUint32(nil, uint32(i)))
-			os.Exit(ExitOverrun)
+		if s.running != t || s.item != i {
+			s.mu.Unlock()
+			return
 		}
+		// Keep the lock to the end: run needs it to finish the task, so
+		// the task's result cannot be sent after this report.
+		s.write(wire.KindOverrun, t.id, binary.BigEndian.AppendUint32(nil, uint32(i)))
+		os.Exit(ExitOverrun)
 	})
 }
 
