@@ -1,0 +1,139 @@
+package mp
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/go-mp/mp/internal/wire"
+)
+
+// read receives a worker's frames until its connection ends, and then
+// reports why on dead.
+func (s *slot) read(wc *workerConn, dead chan<- error) {
+	for {
+		f, err := wc.r.Read()
+		if err == nil {
+			err = s.handle(wc, f)
+		}
+		if err != nil {
+			dead <- err
+			return
+		}
+		s.poke()
+	}
+}
+
+// protocolError kills a worker that cannot be talked to, and records why.
+func (s *slot) protocolError(wc *workerConn, err error) {
+	s.p.mu.Lock()
+	if s.kill == "" {
+		s.kill = "protocol error: " + trimPrefix(err)
+	}
+	s.p.mu.Unlock()
+	wc.child.KillGroup()
+}
+
+// handle acts on one frame from the worker.
+func (s *slot) handle(wc *workerConn, f wire.Frame) error {
+	p := s.p
+	var res wire.Result
+	switch f.Kind {
+	case wire.KindResult:
+		var err error
+		if res, err = wire.ParseResult(f.Payload); err != nil {
+			s.protocolError(wc, err)
+			return err
+		}
+	case wire.KindRevoked:
+	case wire.KindOverrun:
+		return s.overrun(wc, f)
+	default:
+		err := fmt.Errorf("%w: unexpected %v frame from worker", wire.ErrMalformed, f.Kind)
+		s.protocolError(wc, err)
+		return err
+	}
+	p.mu.Lock()
+	u := s.takeLocked(f.ID)
+	if u == nil {
+		p.mu.Unlock()
+		err := fmt.Errorf("%w: %v frame for unknown task %d", wire.ErrMalformed, f.Kind, f.ID)
+		s.protocolError(wc, err)
+		return err
+	}
+	if p.opts.MaxWorkerMemory > 0 && res.RSS > uint64(p.opts.MaxWorkerMemory) && s.retire == "" {
+		s.retire = "recycle-memory"
+	}
+	revoked := f.Kind == wire.KindRevoked && u.failed == nil
+	if revoked {
+		u.reset()
+		s.tasks-- // it never ran here
+		if err := p.requeueLocked(u); err != nil {
+			u.failed, revoked = err, false
+		}
+	}
+	p.mu.Unlock()
+	switch {
+	case revoked:
+		p.wakeAll()
+	case u.failed != nil:
+		p.release(u, wire.Result{}, u.failed)
+	case res.N != u.n:
+		p.release(u, wire.Result{}, fmt.Errorf("%w: %d results for a task of %d items", wire.ErrMalformed, res.N, u.n))
+	default:
+		p.release(u, res, nil)
+	}
+	return nil
+}
+
+// overrun records that the worker reported an item of its running chunk
+// overrunning its timeout; the worker exits, and died fails that item and
+// runs the others again.
+func (s *slot) overrun(wc *workerConn, f wire.Frame) error {
+	p := s.p
+	p.mu.Lock()
+	var u *unit
+	if len(s.inflight) > 0 && s.inflight[0].id == f.ID {
+		u = s.inflight[0]
+	}
+	var k int
+	if len(f.Payload) == 4 {
+		k = int(binary.BigEndian.Uint32(f.Payload))
+	}
+	ok := len(f.Payload) == 4 && (u == nil || k < u.n)
+	switch {
+	case !ok:
+	case u == nil:
+		// Its result came first: the worker exits for a task that is done,
+		// and the one it runs now is not at fault.
+		if s.kill == "" {
+			s.kill, s.killID = "timeout", f.ID
+		}
+	case u.failed == nil:
+		u.overrun, u.cause = k+1, "timeout"
+		if s.kill == "" {
+			s.kill, s.killID = "timeout", u.id
+		}
+	}
+	p.mu.Unlock()
+	if !ok {
+		err := fmt.Errorf("%w: overrun frame for item %d of task %d", wire.ErrMalformed, k, f.ID)
+		s.protocolError(wc, err)
+		return err
+	}
+	return nil
+}
+
+// takeLocked removes unit id from the units in flight.
+func (s *slot) takeLocked(id uint64) *unit {
+	for i, u := range s.inflight {
+		if u.id == id {
+			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+			if i == 0 {
+				s.headSince = time.Now()
+			}
+			return u
+		}
+	}
+	return nil
+}
