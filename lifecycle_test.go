@@ -123,6 +123,17 @@ func TestHelperParent(t *testing.T) {
 
 func TestChildrenDieWithParent(t *testing.T) {
 	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			testChildrenDieWith(t, sig)
+		})
+	}
+}
+
+// testChildrenDieWith starts a parent that spawns three children, sends
+// the parent sig, and checks that the children are gone within 2s.
+func testChildrenDieWith(t *testing.T, sig syscall.Signal) {
 	ctx := bounded(t, 60*time.Second)
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperParent$", "-test.v")
 	cmd.Env = append(os.Environ(), helperEnv+"=parent")
@@ -152,22 +163,22 @@ func TestChildrenDieWithParent(t *testing.T) {
 	}
 	for _, pid := range kids {
 		if !alive(pid) {
-			t.Fatalf("child %d is not running before its parent is killed", pid)
+			t.Fatalf("child %d is not running before its parent is signalled", pid)
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
-	killed := time.Now()
+	signalled := time.Now()
 	for _, pid := range kids {
 		for alive(pid) {
-			if time.Since(killed) > 2*time.Second {
-				t.Fatalf("child %d still alive 2s after its parent was killed", pid)
+			if time.Since(signalled) > 2*time.Second {
+				t.Fatalf("child %d still alive 2s after its parent got %v", pid, sig)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	t.Logf("all children gone %v after their parent was killed", time.Since(killed))
+	t.Logf("all children gone %v after their parent got %v", time.Since(signalled), sig)
 }
 
 // alive reports whether pid is a running process (not gone, not a zombie).
