@@ -7,7 +7,7 @@ import (
 // Apply calls f(arg) in one of the pool's workers and returns its result,
 // as Python's Pool.apply. It blocks until the call is done. Its errors are
 // those of [Map], with Index -1 in the *[TaskError]. A round trip costs
-// about 70µs on a 2-core machine (BenchmarkApply).
+// 70 to 100µs on a 2-core machine (BenchmarkApply).
 func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) (R, error) {
 	c, err := startApply(ctx, p, f, arg)
 	if err != nil {

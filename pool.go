@@ -24,6 +24,12 @@ import (
 // (see [PoolOptions.Init]) stop it.
 //
 // A pool must be closed with Close or Shutdown, which stop its workers.
+//
+// What the machinery costs, measured with a trivial function on 2 workers
+// of a 2-core machine (package bench): a Map of a million ints with the
+// default chunks takes 150 to 180ms, about 1.5 times faster than Python's
+// Pool.map; with ChunkSize(1) each item costs 30 to 35µs; an Apply round
+// trip, 70 to 100µs.
 type Pool struct {
 	opts        PoolOptions
 	fingerprint string

@@ -43,7 +43,7 @@ var spawnCount atomic.Int64
 // Cancelling ctx kills the process (and its process group), as
 // exec.CommandContext does; the function's own context is not ctx but one
 // that ends at ctx's deadline, if it has one. Starting a process, running a
-// trivial function and waiting for it costs about 3 ms on a 2-core machine
+// trivial function and waiting for it costs 3 to 4 ms on a 2-core machine
 // (BenchmarkSpawn), mostly the Go runtime starting.
 func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) (*Process[R], error) {
 	fp, err := ready()
