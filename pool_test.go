@@ -124,7 +124,7 @@ func TestMapCrashMatrix(t *testing.T) {
 				t.Errorf("item %d: got %v, want an *mp.ExitError with code 1", i, e)
 			}
 		case 2:
-			if !isExit || exit.ExitCode() != 2 || !contains(exit.Output, "unlock of unlocked mutex") {
+			if !isExit || exit.ExitCode() != 2 || !bytes.Contains(exit.Output, []byte("unlock of unlocked mutex")) {
 				t.Errorf("item %d: got %v, want an *mp.ExitError with code 2 and the fatal error", i, e)
 			}
 		case 3:
