@@ -65,7 +65,7 @@ type Stats struct {
 	TasksRunning  int            // items sent to workers and not yet back
 	TasksQueued   int            // items waiting for a worker
 	Restarts      int            // workers started to replace one that died or was retired
-	RestartCauses map[string]int // why, by cause: "exit", "signal", "timeout", "cancel", "memory", "max-tasks", "recycle-memory"
+	RestartCauses map[string]int // why, by cause: "exit", "signal", "timeout", "cancel", "memory", "protocol", "max-tasks", "recycle-memory"
 }
 
 // NewPool starts a pool of worker processes and waits until every worker
