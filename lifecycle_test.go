@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,5 +208,37 @@ func TestSpawnOtherBuild(t *testing.T) {
 	_, err = p.Wait(ctx)
 	if !errors.Is(err, mp.ErrWorkerStart) || !strings.Contains(err.Error(), "same build") {
 		t.Errorf("got %v, want an ErrWorkerStart that asks for the same build", err)
+	}
+}
+
+// TestPoolCloseLeavesNothing runs alone: after a pool has run tasks, lost
+// workers and been closed, no process, file descriptor or goroutine of
+// its remains.
+func TestPoolCloseLeavesNothing(t *testing.T) {
+	ctx := bounded(t, 60*time.Second)
+	warm := newPool(t, mp.PoolOptions{Workers: 1}) // let the runtime open what it keeps open
+	warm.Close()
+	fds := openFDs(t)
+	goroutines := mpGoroutines()
+
+	p, err := mp.NewPool(ctx, mp.PoolOptions{Workers: 2, TaskTimeout: 300 * time.Millisecond, Worker: mp.WorkerOptions{Stderr: io.Discard}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = mp.MapAll(ctx, p, poolCrash, seq(200), mp.ChunkSize(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if pids, zombies := children(t); len(pids) != 0 || len(zombies) != 0 {
+		t.Errorf("after Close: children %v (zombies %v), want none", pids, zombies)
+	}
+	if after := openFDs(t); !slices.Equal(after, fds) {
+		t.Errorf("after Close: file descriptors %v, want %v", after, fds)
+	}
+	if g := mpGoroutines(); g != goroutines {
+		t.Errorf("after Close: %d goroutines running mp's code, want %d", g, goroutines)
 	}
 }
