@@ -238,7 +238,7 @@ func TestPoolCloseLeavesNothing(t *testing.T) {
 	if after := openFDs(t); !slices.Equal(after, fds) {
 		t.Errorf("after Close: file descriptors %v, want %v", after, fds)
 	}
-	if g := mpGoroutines(); g != goroutines {
-		t.Errorf("after Close: %d goroutines running mp's code, want %d", g, goroutines)
+	if g := mpGoroutines(); g > goroutines {
+		t.Errorf("after Close: %d goroutines running mp's code, want at most the %d before", g, goroutines)
 	}
 }
