@@ -52,9 +52,8 @@ type Child struct {
 	Cmd  *exec.Cmd
 	Conn *net.UnixConn // the parent's end of the socketpair
 
-	tail    *tailBuffer
-	done    chan struct{}
-	waitErr error
+	tail *tailBuffer
+	done chan struct{}
 }
 
 // Start starts a worker. The caller owns the returned Child: it must close
@@ -123,7 +122,7 @@ func Start(cfg Config) (*Child, error) {
 }
 
 func (c *Child) reap() {
-	c.waitErr = c.Cmd.Wait()
+	c.Cmd.Wait() // its error is in State; Output has the stderr
 	close(c.done)
 }
 
@@ -135,9 +134,6 @@ func (c *Child) Done() <-chan struct{} { return c.done }
 
 // State returns the exit state. It is valid once Done is closed.
 func (c *Child) State() *os.ProcessState { return c.Cmd.ProcessState }
-
-// WaitErr returns what exec.Cmd.Wait returned. It is valid once Done is closed.
-func (c *Child) WaitErr() error { return c.waitErr }
 
 // Output returns the first and last bytes the worker wrote to stderr.
 func (c *Child) Output() []byte { return c.tail.Bytes() }

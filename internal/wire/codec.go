@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"fmt"
 	"reflect"
 
@@ -53,15 +52,6 @@ func Marshal[T any](v T) ([]byte, error) {
 		return b, nil
 	}
 	return encMode.Marshal(v)
-}
-
-// AppendMarshal appends the encoding of v to buf.
-func AppendMarshal[T any](buf *bytes.Buffer, v T) error {
-	if b, ok := any(v).([]byte); ok && IsRaw[T]() {
-		buf.Write(b)
-		return nil
-	}
-	return encMode.NewEncoder(buf).Encode(v)
 }
 
 // Unmarshal decodes data into a T. For T = []byte it returns data itself.
