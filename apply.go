@@ -49,11 +49,8 @@ func ApplyAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) *Fu
 
 // startApply submits the one task of an Apply. The caller must call finish.
 func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) (*collector[R], error) {
-	if _, err := f.lookup(); err != nil {
+	if err := f.begin(ctx); err != nil {
 		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, callError(f.name, context.Cause(ctx))
 	}
 	c := newCollector[R](ctx, p, f.name)
 	c.apply = true

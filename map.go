@@ -48,11 +48,8 @@ func MapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, opts .
 
 func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFast bool, opts []CallOption) ([]R, []error, error) {
 	cfg := newCallConfig(opts)
-	if _, err := f.lookup(); err != nil {
+	if err := f.begin(ctx); err != nil {
 		return nil, nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, nil, callError(f.name, context.Cause(ctx))
 	}
 	out := make([]R, len(in))
 	if len(in) == 0 {

@@ -50,43 +50,40 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.lookup(); err != nil {
+	if err := f.begin(ctx); err != nil {
 		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("mp: spawn %s: %w", f.name, context.Cause(ctx))
 	}
 	payload, err := wire.Marshal(arg)
 	if err != nil {
-		return nil, fmt.Errorf("mp: spawn %s: encoding the argument %T: %w", f.name, arg, err)
+		return nil, fmt.Errorf("mp: %s: encoding the argument %T: %w", f.name, arg, err)
+	}
+	deadline, _ := ctx.Deadline()
+	head := wire.AppendTaskHeader(nil, wire.Task{Func: f.name, Deadline: deadline, N: 1})
+	if size, limit := len(head)+len(payload), o.maxMessage(); size > limit {
+		return nil, callError(f.name, messageError(&wire.FrameTooLargeError{Size: int64(size), Limit: limit}))
 	}
 	hello := wire.NewHello(fp)
 	hello.Name = fmt.Sprintf("Process-%d", spawnCount.Add(1))
 	hello.OneShot = true
-	if limit := o.maxMessage(); len(payload)+64+len(f.name) > limit {
-		return nil, fmt.Errorf("mp: spawn %s: %w", f.name, messageError(&wire.FrameTooLargeError{Size: int64(len(payload)), Limit: limit}))
-	}
 	wc, err := startWorker(o, hello)
 	if err != nil {
 		return nil, err
 	}
-	deadline, _ := ctx.Deadline()
 	p := &Process[R]{wc: wc, fn: f.name, done: make(chan struct{})}
 	p.stop = context.AfterFunc(ctx, func() {
 		cause := context.Cause(ctx)
 		p.killed.Store(&cause)
 		wc.child.KillGroup()
 	})
-	go p.run(o.startTimeout(), deadline, payload)
+	go p.run(o.startTimeout(), head, payload)
 	return p, nil
 }
 
-func (p *Process[R]) run(startTimeout time.Duration, deadline time.Time, payload []byte) {
+func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 	defer close(p.done)
 	defer p.stop()
 	wc := p.wc
 	defer wc.child.Conn.Close()
-	head := wire.AppendTaskHeader(nil, wire.Task{Func: p.fn, Deadline: deadline, N: 1})
 	sent := make(chan error, 1)
 	go func() { sent <- wc.w.Write(wire.KindTask, 1, head, payload) }()
 

@@ -195,6 +195,18 @@ func (f Func[T, R]) lookup() (*entry, error) {
 	return e, e.typeErr
 }
 
+// begin checks what every call with f checks before it starts anything:
+// that f is registered and encodable, and that ctx is not done.
+func (f Func[T, R]) begin(ctx context.Context) error {
+	if _, err := f.lookup(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return callError(f.name, context.Cause(ctx))
+	}
+	return nil
+}
+
 // freeze stops registration and returns the registry's fingerprint.
 func freeze() string {
 	registry.mu.Lock()

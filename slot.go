@@ -100,7 +100,6 @@ func (s *slot) start() (*workerConn, error) {
 	if err != nil {
 		s.wc = nil
 	} else {
-		s.ready = true
 		p.startFails = 0
 	}
 	p.mu.Unlock()
@@ -160,6 +159,11 @@ func (s *slot) serve(wc *workerConn) bool {
 	p := s.p
 	dead := make(chan error, 1)
 	go s.read(wc, dead)
+	// Ready (counted in Stats, eligible for tasks it would steal) only
+	// once it is served: its reader runs.
+	p.mu.Lock()
+	s.ready = true
+	p.mu.Unlock()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {

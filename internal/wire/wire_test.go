@@ -483,21 +483,7 @@ func TestParseTaskMalformed(t *testing.T) {
 		{name: "negative timeout", in: AppendTaskHeader(nil, Task{Func: "f", Timeout: -1, N: 1})},
 		{name: "smallest timeout", in: AppendTaskHeader(nil, Task{Func: "f", Timeout: math.MinInt64, N: 1})},
 	}
-	for n := range len(valid) {
-		tests = append(tests, struct {
-			name string
-			in   []byte
-		}{name: "cut at " + strconv.Itoa(n), in: valid[:n]})
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := ParseTask(tt.in)
-			if !errors.Is(err, ErrMalformed) {
-				t.Errorf("got %+v, %v; want an error wrapping %v", got, err, ErrMalformed)
-			}
-		})
-	}
+	testMalformed(t, tests, valid, ParseTask)
 }
 
 func resultEqual(a, b Result) bool {
@@ -593,21 +579,7 @@ func TestParseResultMalformed(t *testing.T) {
 		{name: "forged info length", in: join(head(1, 1), failure(0, 1, math.MaxUint32, "abc"))},
 		{name: "info cut", in: join(head(1, 1), failure(0, 1, 10, "abc"))},
 	}
-	for n := range len(valid) {
-		tests = append(tests, struct {
-			name string
-			in   []byte
-		}{name: "cut at " + strconv.Itoa(n), in: valid[:n]})
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := ParseResult(tt.in)
-			if !errors.Is(err, ErrMalformed) {
-				t.Errorf("got %+v, %v; want an error wrapping %v", got, err, ErrMalformed)
-			}
-		})
-	}
+	testMalformed(t, tests, valid, ParseResult)
 }
 
 // Hello.
@@ -970,6 +942,30 @@ func TestCheckType(t *testing.T) {
 				t.Errorf("got %v, want nil", err)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 				t.Errorf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// testMalformed checks that parse refuses each input of tests, and every
+// truncation of valid, with an error wrapping ErrMalformed.
+func testMalformed[V any](t *testing.T, tests []struct {
+	name string
+	in   []byte
+}, valid []byte, parse func([]byte) (V, error)) {
+	t.Helper()
+	for n := range len(valid) {
+		tests = append(tests, struct {
+			name string
+			in   []byte
+		}{name: "cut at " + strconv.Itoa(n), in: valid[:n]})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parse(tt.in)
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("got %+v, %v; want an error wrapping %v", got, err, ErrMalformed)
 			}
 		})
 	}
