@@ -240,7 +240,14 @@ func TestPoolCloseLeavesNothing(t *testing.T) {
 			t.Errorf("after Close: file descriptor %s is open, which was not before", fd)
 		}
 	}
-	if g := mpGoroutines(); g > goroutines {
-		t.Errorf("after Close: %d goroutines running mp's code, want at most the %d before", g, goroutines)
+	// Close has waited for every goroutine to finish its work; give the
+	// last ones (a reaper that has closed its channel) time to return.
+	deadline := time.Now().Add(5 * time.Second)
+	for g := mpGoroutines(); g > goroutines; g = mpGoroutines() {
+		if time.Now().After(deadline) {
+			t.Errorf("after Close: %d goroutines running mp's code, want at most the %d before", g, goroutines)
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
