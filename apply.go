@@ -66,6 +66,10 @@ func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) (*c
 // first, Wait returns ctx's error and the call goes on (cancel the context
 // given to ApplyAsync to stop it). Wait may be called any number of times.
 func (fu *Future[R]) Wait(ctx context.Context) (R, error) {
+	if ctx == nil {
+		var zero R
+		return zero, nilContext("Future.Wait")
+	}
 	select {
 	case <-fu.done:
 		return fu.value, fu.err

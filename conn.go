@@ -21,9 +21,21 @@ type WorkerOptions struct {
 	// Dir is the worker's working directory; empty means this process's.
 	Dir string
 	// Stdout and Stderr receive the worker's output; nil means this
-	// process's own. Whatever they are, mp keeps the first and last 8 KiB
-	// of each worker's stderr for the ExitError of a worker that dies.
+	// process's own. A writer that is not an *os.File (a bytes.Buffer, a
+	// logger) may be shared by every worker, by both streams and by other
+	// pools: mp writes to it from one goroutine at a time, in whole lines,
+	// so lines of different workers never mix (a line without a newline is
+	// passed on at 64 KiB, or when its worker exits). An *os.File is
+	// written by the workers directly. Whatever they are, mp keeps the first
+	// and last 8 KiB of each worker's stderr for the ExitError of a worker
+	// that dies.
 	Stdout, Stderr io.Writer
+	// GOMAXPROCS sets the worker's runtime.GOMAXPROCS. Zero means Go's
+	// default: GOMAXPROCS from Env or this process's environment if set,
+	// else the CPUs the worker may use. A pool of N workers each running a
+	// single-threaded function does well with 1 here; a function that
+	// spreads its own work over goroutines wants the default.
+	GOMAXPROCS int
 	// StartTimeout bounds a worker's start-up, from exec to handshake, and
 	// then a pool's Init in it. Zero means 10s.
 	StartTimeout time.Duration
@@ -63,8 +75,13 @@ type workerConn struct {
 // startWorker starts a worker process and sends it our hello. The caller
 // must call handshake before it reads anything else, and close when done.
 func startWorker(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
+	env := o.Env
+	if o.GOMAXPROCS > 0 {
+		env = append(env[:len(env):len(env)], fmt.Sprintf("GOMAXPROCS=%d", o.GOMAXPROCS))
+	}
 	child, err := spawn.Start(spawn.Config{
-		Env: o.Env, Dir: o.Dir, Stdout: o.Stdout, Stderr: o.Stderr, WaitDelay: o.WaitDelay,
+		Env: env, Dir: o.Dir, Stdout: o.Stdout, Stderr: o.Stderr, WaitDelay: o.WaitDelay,
+		Name: hello.Name,
 	})
 	if err != nil {
 		return nil, &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}

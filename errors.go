@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -34,6 +35,12 @@ var (
 	// ErrMemoryLimit is wrapped by the error of a task whose worker was
 	// killed for passing the pool's hard memory limit.
 	ErrMemoryLimit = errors.New("mp: worker memory limit exceeded")
+
+	// ErrProtocol is matched by the *ExitError of a worker that sent its
+	// parent bytes that do not follow mp's protocol (a task that wrote to
+	// the worker's connection, or memory corruption): the worker is killed
+	// at once and replaced, and the error says what was wrong.
+	ErrProtocol = errors.New("mp: worker broke the protocol")
 
 	// ErrWorkerStart is wrapped by the errors of a pool whose workers keep
 	// failing to start (a crash loop, or a failing Init): the pool stops
@@ -97,6 +104,11 @@ type ExitError struct {
 func (e *ExitError) Error() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "mp: worker %d ", e.PID)
+	if what, ok := strings.CutPrefix(e.Reason, "protocol error: "); ok {
+		// How it ended says nothing: mp killed it for what it sent.
+		fmt.Fprintf(&b, "broke the protocol and was killed: %s", what)
+		return b.String()
+	}
 	switch {
 	case e.State == nil:
 		b.WriteString("was lost")
@@ -112,6 +124,12 @@ func (e *ExitError) Error() string {
 		fmt.Fprintf(&b, ": %s", line)
 	}
 	return b.String()
+}
+
+// Is reports whether target is [ErrProtocol] and the worker was killed for
+// breaking the protocol.
+func (e *ExitError) Is(target error) bool {
+	return target == ErrProtocol && strings.HasPrefix(e.Reason, "protocol error: ")
 }
 
 // ExitCode returns the worker's exit code, or -1 if a signal killed it.
@@ -138,7 +156,7 @@ func crashLine(out []byte) string {
 	var last string
 	for line := range bytes.Lines(out) {
 		line = bytes.TrimSpace(line)
-		for _, p := range [][]byte{[]byte("fatal error:"), []byte("panic:"), []byte("unexpected fault"), []byte("SIG"), []byte("mp:")} {
+		for _, p := range [][]byte{[]byte("fatal error:"), []byte("WARNING: DATA RACE"), []byte("panic:"), []byte("unexpected fault"), []byte("SIG"), []byte("mp:")} {
 			if bytes.HasPrefix(line, p) {
 				return clip(string(line))
 			}
@@ -271,4 +289,10 @@ func (e *prefixedError) Unwrap() []error {
 // callError is err as a call of function fn returns it.
 func callError(fn string, err error) error {
 	return &prefixedError{prefix: "mp: " + fn + ": ", err: err}
+}
+
+// nilContext is the error of a call made with a nil context, which in Go
+// is always a mistake (os/exec panics on it; mp says so instead).
+func nilContext(op string) error {
+	return fmt.Errorf("mp: %s: nil Context: pass context.Background() or a context that bounds the call", op)
 }

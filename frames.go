@@ -2,7 +2,9 @@ package mp
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/go-mp/mp/internal/wire"
@@ -15,6 +17,10 @@ func (s *slot) read(wc *workerConn, dead chan<- error) {
 		f, err := wc.r.Read()
 		if err == nil {
 			err = s.handle(wc, f)
+		} else if !peerGone(err) && !errors.Is(err, net.ErrClosed) {
+			// Bytes that are not a frame: the worker cannot be talked to
+			// any more. Kill it now, not when its tasks time out.
+			s.protocolError(wc, err)
 		}
 		if err != nil {
 			dead <- err

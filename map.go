@@ -132,6 +132,10 @@ func imap[T, R any](ctx context.Context, p *Pool, f Func[T, R], in iter.Seq[T], 
 			yield(zero, fmt.Errorf("mp: %s: the sequence Imap returns can be ranged over once only", f.name))
 			return
 		}
+		if ctx == nil {
+			yield(zero, nilContext(f.name))
+			return
+		}
 		if _, err := f.lookup(); err != nil {
 			yield(zero, err)
 			return

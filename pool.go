@@ -77,6 +77,9 @@ type Stats struct {
 // Starting a pool costs about what starting its workers does: a few
 // milliseconds (BenchmarkPoolStart).
 func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
+	if ctx == nil {
+		return nil, nilContext("NewPool")
+	}
 	fp, err := ready()
 	if err != nil {
 		return nil, err
@@ -107,11 +110,15 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.stats.RestartCauses = make(map[string]int)
+	// p.slots is complete before any supervisor starts, and never changes
+	// after: supervisors read every slot (to find an idle one, to steal).
+	p.slots = make([]*slot, opts.Workers)
+	for i := range p.slots {
+		p.slots[i] = &slot{p: p, n: i, wake: make(chan struct{}, 1)}
+	}
 	started := make(chan error, opts.Workers)
-	for i := range opts.Workers {
-		s := &slot{p: p, n: i, wake: make(chan struct{}, 1)}
-		p.slots = append(p.slots, s)
-		p.wg.Add(1)
+	p.wg.Add(len(p.slots))
+	for _, s := range p.slots {
 		go s.supervise(started)
 	}
 	for range opts.Workers {
@@ -128,9 +135,13 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 	return p, nil
 }
 
-// Close kills every worker now and waits for them to exit. Tasks queued or
-// running fail with [ErrPoolClosed], and so do calls made afterwards. Close
-// is idempotent and safe to call concurrently; it always returns nil.
+// Close stops every worker now and waits for them to exit. A worker running
+// a task is killed, with its process group and descendants; an idle worker
+// is told to exit, and killed if it has not within a second, so that it
+// can end as a program does (flushing coverage and race-detector data, and
+// killing what its tasks started). Tasks queued or running fail with
+// [ErrPoolClosed], and so do calls made afterwards. Close is idempotent and
+// safe to call concurrently; it always returns nil.
 func (p *Pool) Close() error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
@@ -138,8 +149,8 @@ func (p *Pool) Close() error {
 		queued := p.queue
 		p.queue = nil
 		for _, s := range p.slots {
-			if s.wc != nil {
-				s.wc.child.KillGroup()
+			if s.wc != nil && len(s.inflight) > 0 {
+				s.wc.child.KillGroup() // its supervisor stops the idle ones
 			}
 		}
 		p.mu.Unlock()
@@ -158,6 +169,9 @@ func (p *Pool) Close() error {
 // (failing what is left) and returns ctx's error. Like http.Server's
 // Shutdown, it blocks until the pool is closed either way.
 func (p *Pool) Shutdown(ctx context.Context) error {
+	if ctx == nil {
+		return nilContext("Shutdown") // and the pool goes on: nothing is lost
+	}
 	p.mu.Lock()
 	p.draining = true
 	if p.drained == nil {

@@ -46,6 +46,9 @@ var spawnCount atomic.Int64
 // trivial function and waiting for it costs 3 to 4 ms on a 2-core machine
 // (BenchmarkSpawn), mostly the Go runtime starting.
 func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) (*Process[R], error) {
+	if ctx == nil {
+		return nil, nilContext("Spawn")
+	}
 	fp, err := ready()
 	if err != nil {
 		return nil, err
@@ -210,6 +213,10 @@ func (p *Process[R]) Done() <-chan struct{} { return p.done }
 // the same result each time. If ctx ends first, Wait returns ctx's error
 // and leaves the process running.
 func (p *Process[R]) Wait(ctx context.Context) (R, error) {
+	if ctx == nil {
+		var zero R
+		return zero, nilContext("Process.Wait")
+	}
 	select {
 	case <-p.done:
 		return p.result, p.err

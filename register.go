@@ -198,6 +198,9 @@ func (f Func[T, R]) lookup() (*entry, error) {
 // begin checks what every call with f checks before it starts anything:
 // that f is registered and encodable, and that ctx is not done.
 func (f Func[T, R]) begin(ctx context.Context) error {
+	if ctx == nil {
+		return nilContext(f.name)
+	}
 	if _, err := f.lookup(); err != nil {
 		return err
 	}

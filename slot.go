@@ -203,10 +203,36 @@ func (s *slot) serve(wc *workerConn) bool {
 			s.died(wc, err)
 			return !p.isClosing()
 		case <-p.done:
-			wc.child.KillGroup()
-			s.died(wc, <-dead)
+			s.died(wc, s.stop(wc, dead))
 			return false
 		}
+	}
+}
+
+// closeGrace is how long an idle worker has to exit on its own when its
+// pool closes, before it is killed.
+const closeGrace = time.Second
+
+// stop ends the worker of a closing pool and returns why its connection
+// ended. A busy worker is killed; an idle one gets EOF, which makes it exit
+// as a program does (see Close), and is killed only if it has not within
+// closeGrace.
+func (s *slot) stop(wc *workerConn, dead <-chan error) error {
+	s.p.mu.Lock()
+	busy := len(s.inflight) > 0
+	s.p.mu.Unlock()
+	if busy || wc.child.Conn.CloseWrite() != nil {
+		wc.child.KillGroup()
+		return <-dead
+	}
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case err := <-dead:
+		return err
+	case <-t.C:
+		wc.child.KillGroup()
+		return <-dead
 	}
 }
 
@@ -235,9 +261,12 @@ func (s *slot) died(wc *workerConn, err error) {
 	failed, requeue := p.settleLocked(inflight, exit, killedID)
 	p.mu.Unlock()
 
-	if err != nil {
+	switch {
+	case p.closing:
+		p.log.Info("mp: worker stopped", "slot", s.n, "pid", exit.PID, "err", exit)
+	case err != nil:
 		p.log.Warn("mp: worker died", "slot", s.n, "pid", exit.PID, "cause", cause, "err", exit, "tasks_lost", len(failed), "tasks_requeued", len(requeue))
-	} else {
+	default:
 		p.log.Info("mp: worker retired", "slot", s.n, "pid", exit.PID, "cause", cause)
 	}
 	for _, f := range failed {

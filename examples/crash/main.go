@@ -1,3 +1,5 @@
+//go:build unix
+
 // Crash maps a function over 20 items on a pool of two workers, where four
 // items go wrong in four different ways, and prints what became of each.
 //

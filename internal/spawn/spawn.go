@@ -11,6 +11,7 @@ package spawn
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +31,11 @@ const EnvMarker = "MP_WORKER_FD"
 
 const childFD = 3 // ExtraFiles[0]
 
+// ParentDeathSignal is the signal a worker gets when its parent dies (on
+// Linux; elsewhere it sees only EOF on its connection). A worker handles it
+// by killing its descendants and then dying of it.
+const ParentDeathSignal = syscall.SIGTERM
+
 // ErrRecursive is returned by [Start] in a process that was started as a
 // worker but never became one: its main did not call mp.Main, so it ran as a
 // parent and tried to start workers of its own. Refusing here is what stops
@@ -45,15 +51,21 @@ type Config struct {
 	Stdout    io.Writer // nil means os.Stdout
 	Stderr    io.Writer // nil means os.Stderr
 	WaitDelay time.Duration
+	Name      string // the worker's name, shown in ps after argv[0]
 }
+
+// workerMark is what a worker's argv[0] and command name end with, so that
+// ps and top tell workers from their parent.
+const workerMark = "[mp]"
 
 // Child is a started worker process.
 type Child struct {
 	Cmd  *exec.Cmd
 	Conn *net.UnixConn // the parent's end of the socketpair
 
-	tail *tailBuffer
-	done chan struct{}
+	tail  *tailBuffer
+	flush []*lineWriter // nil entries for streams written directly
+	done  chan struct{}
 }
 
 // Start starts a worker. The caller owns the returned Child: it must close
@@ -62,6 +74,9 @@ type Child struct {
 func Start(cfg Config) (*Child, error) {
 	if _, ok := os.LookupEnv(EnvMarker); ok {
 		return nil, ErrRecursive
+	}
+	if err := supported(); err != nil {
+		return nil, err
 	}
 	path := cfg.Path
 	if path == "" {
@@ -78,25 +93,30 @@ func Start(cfg Config) (*Child, error) {
 
 	c := &Child{tail: newTailBuffer(8 << 10), done: make(chan struct{})}
 	cmd := exec.Command(path)
-	cmd.Args = []string{os.Args[0]}
+	// ps shows "prog [mp PoolWorker-1]"; the worker sets its command name
+	// (what top shows) to "prog[mp]" when it starts, in Self.
+	name := cfg.Name
+	if name == "" {
+		name = "worker"
+	}
+	cmd.Args = []string{os.Args[0] + " [mp " + name + "]"}
 	cmd.Env = append(os.Environ(), cfg.Env...)
 	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=v1,%d,%d", EnvMarker, childFD, os.Getpid()))
-	if raceEnabled {
-		// A race-enabled program sleeps a second at exit by default, so
-		// that its other threads can report races; a worker has no such
-		// threads, and that second would be added to every worker's end.
-		cmd.Env = append(cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	}
+	cmd.Env = append(cmd.Env, workerEnv(cmd.Env)...)
 	cmd.Dir = cfg.Dir
 	cmd.ExtraFiles = []*os.File{childEnd}
-	cmd.Stdout = cfg.Stdout
-	if cmd.Stdout == nil {
-		cmd.Stdout = os.Stdout
+	stdout, stderr := cfg.Stdout, cfg.Stderr
+	if stdout == nil {
+		stdout = os.Stdout
 	}
-	stderr := cfg.Stderr
 	if stderr == nil {
 		stderr = os.Stderr
 	}
+	var lw *lineWriter
+	cmd.Stdout, lw = newOutput(stdout)
+	c.flush = append(c.flush, lw)
+	stderr, lw = newOutput(stderr)
+	c.flush = append(c.flush, lw)
 	cmd.Stderr = io.MultiWriter(stderr, c.tail)
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = cfg.WaitDelay
@@ -122,7 +142,18 @@ func Start(cfg Config) (*Child, error) {
 }
 
 func (c *Child) reap() {
+	// Once the worker has exited, and before it is reaped (so that its pid,
+	// which names its process group, cannot be reused), kill what is left
+	// of its group: what a task started must not outlive its worker, however
+	// the worker ended.
+	awaitExit(c.PID())
+	killGroup(c.PID())
 	c.Cmd.Wait() // its error is in State; Output has the stderr
+	for _, lw := range c.flush {
+		if lw != nil {
+			lw.Flush()
+		}
+	}
 	close(c.done)
 }
 
@@ -147,15 +178,16 @@ func (c *Child) Signal(sig os.Signal) error {
 	return err
 }
 
-// KillGroup sends SIGKILL to the worker's process group: the worker and any
-// process it started that stayed in its group.
+// KillGroup sends SIGKILL to the worker, to its process group (what it
+// started that stayed in the group), and on Linux to every other
+// descendant it has (what left the group but whose parent still lives).
 func (c *Child) KillGroup() error {
 	select {
 	case <-c.done:
 		return os.ErrProcessDone
 	default:
 	}
-	return killGroup(c.Cmd.Process.Pid)
+	return killTree(c.Cmd.Process.Pid)
 }
 
 // Self returns the connection to the parent if this process was started as
@@ -168,6 +200,7 @@ func Self() (*net.UnixConn, error) {
 		return nil, nil
 	}
 	os.Unsetenv(EnvMarker)
+	setCommandName(commandName(os.Args[0]))
 	parts := strings.Split(v, ",")
 	if len(parts) != 3 || parts[0] != "v1" {
 		return nil, fmt.Errorf("mp: %s=%q was set by another version of mp: parent and worker must run the same build", EnvMarker, v)
@@ -184,7 +217,7 @@ func Self() (*net.UnixConn, error) {
 	if f == nil {
 		return nil, fmt.Errorf("mp: worker has no connection on fd %d", fd)
 	}
-	syscall.CloseOnExec(fd)
+	closeOnExec(fd)
 	conn, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
@@ -222,3 +255,57 @@ var starterOnce = sync.OnceFunc(func() {
 		}
 	}()
 })
+
+// commandName is a worker's command name: its binary's name, cut to leave
+// room for the worker mark within the kernel's 15 bytes.
+func commandName(argv0 string) string {
+	base, _, _ := strings.Cut(argv0, " [mp ")
+	if i := strings.LastIndexByte(base, '/'); i >= 0 {
+		base = base[i+1:]
+	}
+	const max = 15 - len(workerMark)
+	if len(base) > max {
+		base = base[:max]
+	}
+	return base + workerMark
+}
+
+// workerEnv returns what a worker's environment env needs added, so that
+// what the tools see in a worker reaches the user.
+func workerEnv(env []string) []string {
+	var add []string
+	if raceEnabled {
+		// A race in a task must fail it (halt_on_error: the worker exits
+		// with the report on its stderr, which the task's ExitError
+		// quotes), not go unseen in a worker that is later killed. And a
+		// race-enabled program sleeps a second at exit by default, so that
+		// its other threads can report races; a worker has no such threads,
+		// and that second would be added to every worker's end.
+		gorace := lookup(env, "GORACE")
+		if !strings.Contains(gorace, "halt_on_error") {
+			gorace += " halt_on_error=1"
+		}
+		if !strings.Contains(gorace, "atexit_sleep_ms") {
+			gorace += " atexit_sleep_ms=0"
+		}
+		add = append(add, "GORACE="+strings.TrimSpace(gorace))
+	}
+	// Under go test -cover, the test binary collects coverage data in the
+	// directory of -test.gocoverdir; a worker that writes its own there, as
+	// it exits, has what ran in it counted too.
+	if f := flag.Lookup("test.gocoverdir"); f != nil && f.Value.String() != "" && lookup(env, "GOCOVERDIR") == "" {
+		add = append(add, "GOCOVERDIR="+f.Value.String())
+	}
+	return add
+}
+
+// lookup returns the value of key in env, the last one if it is set twice.
+func lookup(env []string, key string) string {
+	var v string
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}

@@ -9,8 +9,10 @@ import (
 
 func sysProcAttr() *syscall.SysProcAttr {
 	// Pdeathsig is a backstop only: a worker's first line of defence is EOF
-	// on its connection, which it sees however its parent died.
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// on its connection, which it sees however its parent died. It is
+	// SIGTERM, not SIGKILL, so that the worker can kill its own descendants
+	// before it dies (see ParentDeathSignal).
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: ParentDeathSignal}
 }
 
 func self() (string, error) { return "/proc/self/exe", nil }
@@ -30,3 +32,11 @@ func killGroup(pid int) error {
 	}
 	return err
 }
+
+func supported() error { return nil }
+
+func closeOnExec(fd int) { syscall.CloseOnExec(fd) }
+
+// setCommandName sets the command name that ps -o comm and top show.
+// Writing /proc/self/comm names the main thread, which names the process.
+func setCommandName(name string) { os.WriteFile("/proc/self/comm", []byte(name), 0) }

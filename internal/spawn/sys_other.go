@@ -33,3 +33,9 @@ func killGroup(pid int) error {
 	}
 	return err
 }
+
+func supported() error { return nil }
+
+func closeOnExec(fd int) { syscall.CloseOnExec(fd) }
+
+func setCommandName(name string) {}

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding"
 	"fmt"
 	"reflect"
 
@@ -78,21 +79,39 @@ func UnmarshalAny(data []byte, p any) error {
 	return nil
 }
 
-// CheckType reports why values of type t can never be encoded (a channel, a
-// function, an unsafe pointer, anywhere inside it), or nil. Interfaces are
-// checked when a value is encoded, not here.
+// CheckType reports why values of type t can never cross a process
+// boundary, or nil: a channel, a function, an unsafe pointer or a complex
+// number anywhere inside it, or an interface with methods (such as error),
+// which encodes while it is nil or holds a value but can never be decoded,
+// since the receiving process cannot know which concrete type to make.
+// The empty interface (any) is allowed: it decodes as CBOR's generic
+// types. A type that decodes itself (it implements cbor.Unmarshaler or
+// encoding.BinaryUnmarshaler) is not looked into.
 func CheckType(t reflect.Type) error {
 	return checkType(t, map[reflect.Type]bool{})
 }
+
+var (
+	cborUnmarshaler   = reflect.TypeFor[cbor.Unmarshaler]()
+	binaryUnmarshaler = reflect.TypeFor[encoding.BinaryUnmarshaler]()
+)
 
 func checkType(t reflect.Type, seen map[reflect.Type]bool) error {
 	if seen[t] {
 		return nil
 	}
 	seen[t] = true
+	if pt := reflect.PointerTo(t); pt.Implements(cborUnmarshaler) || pt.Implements(binaryUnmarshaler) {
+		return nil
+	}
 	switch t.Kind() {
 	case reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Complex64, reflect.Complex128:
 		return fmt.Errorf("type %s cannot cross a process boundary", t)
+	case reflect.Interface:
+		if t.NumMethod() > 0 {
+			return fmt.Errorf("interface type %s cannot be decoded in another process, which cannot know its concrete type: "+
+				"use a concrete type, or carry an error as its message (a string field set from err.Error())", t)
+		}
 	case reflect.Pointer, reflect.Slice, reflect.Array:
 		if err := checkType(t.Elem(), seen); err != nil {
 			return wrapIn(t, err)
@@ -107,7 +126,7 @@ func checkType(t reflect.Type, seen map[reflect.Type]bool) error {
 	case reflect.Struct:
 		for i := range t.NumField() {
 			f := t.Field(i)
-			if !f.IsExported() || f.Tag.Get("cbor") == "-" {
+			if !encoded(f) {
 				continue
 			}
 			if err := checkType(f.Type, seen); err != nil {
@@ -116,6 +135,27 @@ func checkType(t reflect.Type, seen map[reflect.Type]bool) error {
 		}
 	}
 	return nil
+}
+
+// encoded reports whether the codec encodes struct field f: an exported
+// field, or an embedded struct whose exported fields are promoted, unless
+// its tag says "-" (the cbor tag, or else the json tag, as the codec reads them).
+func encoded(f reflect.StructField) bool {
+	tag, ok := f.Tag.Lookup("cbor")
+	if !ok {
+		tag = f.Tag.Get("json")
+	}
+	if tag == "-" {
+		return false
+	}
+	if f.IsExported() {
+		return true
+	}
+	t := f.Type
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return f.Anonymous && t.Kind() == reflect.Struct
 }
 
 func wrapIn(t reflect.Type, err error) error { return fmt.Errorf("in %s: %w", t, err) }

@@ -886,8 +886,23 @@ type (
 		A int
 		C chan int `cbor:"-"`
 	}
-	mutualA struct{ B *mutualB }
-	mutualB struct {
+	withJSONSkippedChan struct {
+		A int
+		C chan int `json:"-"`
+	}
+	withErrorField struct {
+		V   int
+		Err error
+	}
+	withReader   struct{ R io.Reader }
+	hidden       struct{ C chan int }
+	withEmbedded struct {
+		A int
+		hidden
+	}
+	withAnyField struct{ V any }
+	mutualA      struct{ B *mutualB }
+	mutualB      struct {
 		A  []mutualA
 		As map[string]*mutualA
 	}
@@ -915,7 +930,12 @@ func TestCheckType(t *testing.T) {
 		{name: "mutually recursive", typ: reflect.TypeFor[mutualA]()},
 		{name: "map", typ: reflect.TypeFor[map[string][]int]()},
 		{name: "any", typ: reflect.TypeFor[any]()},
-		{name: "error", typ: reflect.TypeFor[error]()},
+		{name: "any field", typ: reflect.TypeFor[withAnyField]()},
+		{name: "error", typ: reflect.TypeFor[error](), want: "interface type error cannot be decoded"},
+		{name: "error field", typ: reflect.TypeFor[withErrorField](), want: "field Err of wire.withErrorField: interface type error"},
+		{name: "reader field", typ: reflect.TypeFor[withReader](), want: "interface type io.Reader"},
+		{name: "json skipped chan field", typ: reflect.TypeFor[withJSONSkippedChan]()},
+		{name: "embedded unexported struct with chan", typ: reflect.TypeFor[withEmbedded](), want: "field hidden of wire.withEmbedded"},
 		{name: "time", typ: reflect.TypeFor[time.Time]()},
 		{name: "unexported chan field", typ: reflect.TypeFor[withUnexportedChan]()},
 		{name: "skipped chan field", typ: reflect.TypeFor[withSkippedChan]()},

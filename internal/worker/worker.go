@@ -12,10 +12,12 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"sync"
 	"time"
 
+	"github.com/go-mp/mp/internal/spawn"
 	"github.com/go-mp/mp/internal/wire"
 )
 
@@ -71,6 +73,7 @@ type server struct {
 
 // Serve runs the worker loop on conn and returns the process exit code.
 func Serve(conn net.Conn, cfg Config) int {
+	dieWithParent()
 	s := &server{cfg: cfg, conn: conn, ready: make(chan struct{}, 1), item: -1}
 	s.w = wire.NewWriter(conn, 0)
 	me := wire.NewHello(cfg.Fingerprint)
@@ -100,6 +103,30 @@ func Serve(conn net.Conn, cfg Config) int {
 	return s.run()
 }
 
+// exit ends the worker process with code, and takes its descendants with
+// it: whatever its tasks started must not outlive it.
+func exit(code int) {
+	spawn.KillDescendants()
+	os.Exit(code)
+}
+
+// dieWithParent makes the worker kill its descendants, then die, when it
+// gets the parent-death signal (or a plain SIGTERM from anyone): the
+// signal reaches the worker only, not the processes its tasks started.
+func dieWithParent() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, spawn.ParentDeathSignal)
+	go func() {
+		sig := <-sigs
+		spawn.KillDescendants()
+		signal.Reset(sig)
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			p.Signal(sig) // die of it, so that a parent sees how the worker ended
+		}
+		os.Exit(ExitOK) // not reached where the signal kills
+	}()
+}
+
 // read receives frames until the connection ends. EOF means the parent is
 // gone or retires this worker; either way the worker must stop, even in the
 // middle of a task, so read exits the process itself.
@@ -110,7 +137,7 @@ func (s *server) read(r *wire.Reader) {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				fmt.Fprintf(os.Stderr, "mp: worker %d: reading from parent: %v\n", os.Getpid(), err)
 			}
-			os.Exit(ExitOK)
+			exit(ExitOK)
 		}
 		switch f.Kind {
 		case wire.KindTask:

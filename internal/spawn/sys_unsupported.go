@@ -1,0 +1,37 @@
+//go:build !unix
+
+package spawn
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+)
+
+// supported refuses to start workers: mp's workers need Unix process
+// groups, socketpairs and descriptor passing.
+func supported() error {
+	return fmt.Errorf("mp: worker processes are not supported on %s: mp runs on Linux (and other Unix systems): %w",
+		runtime.GOOS, errors.ErrUnsupported)
+}
+
+func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func self() (string, error) { return os.Executable() }
+
+func socketpair() (parent, child *os.File, err error) { return nil, nil, supported() }
+
+func killGroup(pid int) error { return supported() }
+
+func killTree(pid int) error { return supported() }
+
+// KillDescendants does nothing: no worker runs here.
+func KillDescendants() {}
+
+func awaitExit(pid int) {}
+
+func closeOnExec(fd int) {}
+
+func setCommandName(name string) {}

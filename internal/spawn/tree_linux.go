@@ -1,0 +1,103 @@
+package spawn
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// proc is one process as /proc shows it.
+type proc struct{ pid, ppid, pgrp int }
+
+// processes lists the processes this one can see in /proc.
+func processes() []proc {
+	d, err := os.Open("/proc")
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	out := make([]proc, 0, len(names))
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + name + "/stat")
+		if err != nil {
+			continue // it exited
+		}
+		// "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := bytes.Fields(b[i+1:])
+		if len(f) < 3 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(string(f[1]))
+		pgrp, _ := strconv.Atoi(string(f[2]))
+		out = append(out, proc{pid: pid, ppid: ppid, pgrp: pgrp})
+	}
+	return out
+}
+
+// descendants returns the processes below root in the process tree, and the
+// processes of the process group root leads (they may have lost their
+// parent), root excluded.
+func descendants(root int) []int {
+	all := processes()
+	children := make(map[int][]int, len(all))
+	var out []int
+	for _, p := range all {
+		children[p.ppid] = append(children[p.ppid], p.pid)
+		if p.pgrp == root && p.pid != root {
+			out = append(out, p.pid)
+		}
+	}
+	for i, queue := 0, children[root]; i < len(queue); i++ {
+		pid := queue[i]
+		out = append(out, pid)
+		queue = append(queue, children[pid]...)
+	}
+	return out
+}
+
+// killTree kills the process group that pid leads and every descendant of
+// pid, including those that left the group (setsid, setpgid) while their
+// parents live. The tree is read first: once pid dies, its children are
+// reparented and the tree cannot be followed any more.
+func killTree(pid int) error {
+	below := descendants(pid)
+	err := killGroup(pid)
+	for _, d := range below {
+		unix.Kill(d, unix.SIGKILL)
+	}
+	return err
+}
+
+// KillDescendants kills every process below this one (see killTree), for a
+// worker whose parent is gone: what it started must not outlive it.
+func KillDescendants() {
+	me := os.Getpid()
+	for _, d := range descendants(me) {
+		if d != me {
+			unix.Kill(d, unix.SIGKILL)
+		}
+	}
+}
+
+// awaitExit blocks until process pid has exited, without reaping it, so
+// that its process group can be swept while its pid cannot be reused.
+func awaitExit(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}
