@@ -8,8 +8,8 @@ import (
 // as Python's Pool.apply. It blocks until the call is done. Its errors are
 // those of [Map], with Index -1 in the *[TaskError]. A round trip costs
 // 70 to 100µs on a 2-core machine (BenchmarkApply).
-func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) (R, error) {
-	c, err := startApply(ctx, p, f, arg)
+func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...CallOption) (R, error) {
+	c, err := startApply(ctx, p, f, arg, opts)
 	if err != nil {
 		var zero R
 		return zero, err
@@ -30,9 +30,9 @@ type Future[R any] struct {
 // ApplyAsync starts f(arg) in one of the pool's workers and returns at
 // once, as Python's Pool.apply_async. Cancelling ctx cancels the call. The
 // call runs whether or not anyone waits for it.
-func ApplyAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) *Future[R] {
+func ApplyAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...CallOption) *Future[R] {
 	fu := &Future[R]{done: make(chan struct{})}
-	c, err := startApply(ctx, p, f, arg)
+	c, err := startApply(ctx, p, f, arg, opts)
 	if err != nil {
 		fu.err = err
 		close(fu.done)
@@ -48,11 +48,11 @@ func ApplyAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) *Fu
 }
 
 // startApply submits the one task of an Apply. The caller must call finish.
-func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T) (*collector[R], error) {
+func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts []CallOption) (*collector[R], error) {
 	if err := f.begin(ctx); err != nil {
 		return nil, err
 	}
-	c := newCollector[R](ctx, p, f.name)
+	c := newCollector[R](ctx, p, f.name, newCallConfig(opts))
 	c.apply = true
 	units, failures := makeUnits(&c.call, 0, []T{arg}, 1, p.maxMessage())
 	if err := c.submit(units, failures); err != nil {

@@ -21,9 +21,12 @@ type call struct {
 	deadline time.Time
 	sink     interface {
 		resolve(u *unit, res wire.Result, err error)
-		grow(units int) // the call has this many more units pending
+		grow(units int)          // the call has this many more units pending
+		progress(u *unit, k int) // the first k items of running unit u are done
+		forget(u *unit)          // u was replaced by other units: its progress is void
 	}
 	stopWatch func() bool
+	nowait    bool // fail with ErrQueueFull rather than wait for room in the queue
 }
 
 // unit is one task: a chunk of consecutive items of a call.
@@ -107,7 +110,7 @@ func (u *unit) budget() time.Duration {
 
 // timeoutError is the error of an item that ran past its timeout.
 func timeoutError(timeout time.Duration) error {
-	return fmt.Errorf("mp: task ran past its %v timeout: %w", timeout, context.DeadlineExceeded)
+	return fmt.Errorf("mp: task ran past its %v TaskTimeout and was killed: %w", timeout, ErrTaskTimeout)
 }
 
 // newUnit makes the unit of items [index, index+n) of c. It encodes them
@@ -149,7 +152,7 @@ func makeUnits[T any](c *call, index int, items []T, chunk, limit int) (units []
 		if failures == nil {
 			failures = make(map[int]error)
 		}
-		failures[index+off] = fmt.Errorf("mp: %s: encoding the argument %T: %w", c.fn, items[off], err)
+		failures[index+off] = fmt.Errorf("mp: encoding the argument %T: %w", items[off], err)
 	}
 	for off := 0; off < len(items); off += chunk {
 		cut(off, min(chunk, len(items)-off))
@@ -180,13 +183,21 @@ type collector[R any] struct {
 	mu      sync.Mutex
 	ready   []batch[R]
 	pending int           // units submitted and not yet resolved
-	notify  chan struct{} // poked when ready grows
+	notify  chan struct{} // poked when ready grows, or partial moves
+	// Items done in units still running, by unit, as their workers
+	// report them: kept only for a call with a Progress function.
+	partial      map[*unit]int
+	partialItems int
+	moved        bool // partialItems changed since the last take
 }
 
 // newCollector starts a call on p. The caller must call finish.
-func newCollector[R any](ctx context.Context, p *Pool, fn string) *collector[R] {
+func newCollector[R any](ctx context.Context, p *Pool, fn string, cfg callConfig) *collector[R] {
 	c := &collector[R]{pool: p, notify: make(chan struct{}, 1)}
-	c.fn, c.timeout = fn, p.opts.TaskTimeout
+	c.fn, c.timeout, c.nowait = fn, p.opts.TaskTimeout, cfg.nowait
+	if cfg.progress != nil {
+		c.partial = make(map[*unit]int)
+	}
 	c.ctx, c.cancel = context.WithCancelCause(ctx)
 	c.deadline, _ = ctx.Deadline()
 	c.sink = c
@@ -197,7 +208,7 @@ func newCollector[R any](ctx context.Context, p *Pool, fn string) *collector[R] 
 func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {
 	b := batch[R]{index: u.index}
 	if err == nil {
-		b.values, b.errs = decodeResult[R](c.fn, res)
+		b.values, b.errs = decodeResult[R](res)
 	} else {
 		b.values, b.errs = make([]R, u.n), make([]error, u.n)
 		for i := range b.errs {
@@ -212,8 +223,37 @@ func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {
 	c.mu.Lock()
 	c.ready = append(c.ready, b)
 	c.pending--
+	c.forgetLocked(u)
 	c.mu.Unlock()
 	c.poke()
+}
+
+func (c *collector[R]) progress(u *unit, k int) {
+	c.mu.Lock()
+	if c.partial == nil {
+		c.mu.Unlock()
+		return
+	}
+	if old := c.partial[u]; k > old {
+		c.partial[u] = k
+		c.partialItems += k - old
+		c.moved = true
+	}
+	c.mu.Unlock()
+	c.poke()
+}
+
+func (c *collector[R]) forget(u *unit) {
+	c.mu.Lock()
+	c.forgetLocked(u)
+	c.mu.Unlock()
+}
+
+func (c *collector[R]) forgetLocked(u *unit) {
+	if k, ok := c.partial[u]; ok {
+		c.partialItems -= k
+		delete(c.partial, u)
+	}
 }
 
 func (c *collector[R]) grow(units int) {
@@ -255,21 +295,23 @@ func (c *collector[R]) submit(units []*unit, failures map[int]error) error {
 	c.mu.Lock()
 	c.pending += len(units)
 	c.mu.Unlock()
-	if err := c.pool.submit(units); err != nil {
+	queued, err := c.pool.submit(c.ctx, units, c.nowait)
+	if err != nil {
 		c.mu.Lock()
-		c.pending -= len(units)
+		c.pending -= len(units) - queued
 		c.mu.Unlock()
-		return err
 	}
-	return nil
+	return err
 }
 
-// take waits until outcomes are ready, or nothing is pending, and returns
-// the ready outcomes and how many units are still pending.
+// take waits until outcomes are ready, or nothing is pending, or (for a
+// call with Progress) running units report progress, and returns the
+// ready outcomes and how many units are still pending.
 func (c *collector[R]) take(buf []batch[R]) ([]batch[R], int) {
 	for {
 		c.mu.Lock()
-		if len(c.ready) > 0 || c.pending == 0 {
+		if len(c.ready) > 0 || c.pending == 0 || c.moved {
+			c.moved = false
 			buf = append(buf[:0], c.ready...)
 			clear(c.ready)
 			c.ready = c.ready[:0]
@@ -307,3 +349,15 @@ func (c *collector[R]) finish() {
 // its caller has what it needs (the first error of a Map, or a break out of
 // an Imap loop).
 var errCallDone = errors.New("mp: call ended by its caller")
+
+// progressed returns how many items of the call are done, counting those
+// that running units reported, given done, the items of resolved units.
+// It never goes back: items of a unit whose worker died are counted until
+// they are reported again.
+func (c *collector[R]) progressed(done int, last *int) int {
+	c.mu.Lock()
+	n := done + c.partialItems
+	c.mu.Unlock()
+	*last = max(*last, n)
+	return *last
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,15 +37,28 @@ var (
 	// killed for passing the pool's hard memory limit.
 	ErrMemoryLimit = errors.New("mp: worker memory limit exceeded")
 
+	// ErrTaskTimeout is matched by the error of a task that ran past the
+	// pool's TaskTimeout, whether it returned its context's error or was
+	// killed. It wraps context.DeadlineExceeded, so that errors.Is(err,
+	// context.DeadlineExceeded) holds for every deadline; test for
+	// ErrTaskTimeout to tell the pool's per-task limit from the deadline of
+	// the caller's ctx.
+	ErrTaskTimeout = fmt.Errorf("mp: task timeout: %w", context.DeadlineExceeded)
+
+	// ErrQueueFull is wrapped by the error of a call made with NoWait when
+	// the pool's queue has no room for its tasks (PoolOptions.MaxQueued).
+	ErrQueueFull = errors.New("mp: pool queue full")
+
 	// ErrProtocol is matched by the *ExitError of a worker that sent its
 	// parent bytes that do not follow mp's protocol (a task that wrote to
 	// the worker's connection, or memory corruption): the worker is killed
 	// at once and replaced, and the error says what was wrong.
 	ErrProtocol = errors.New("mp: worker broke the protocol")
 
-	// ErrWorkerStart is wrapped by the errors of a pool whose workers keep
-	// failing to start (a crash loop, or a failing Init): the pool stops
-	// starting workers and fails its calls with it.
+	// ErrWorkerStart is wrapped by the errors of NewPool and Spawn when a
+	// worker cannot start, and by those of a pool's calls while its workers
+	// keep failing to start (a crash loop, or a failing Init): the pool
+	// fails its calls at once, and keeps trying to start workers.
 	ErrWorkerStart = errors.New("mp: workers fail to start")
 )
 
@@ -195,8 +209,9 @@ func (e *RemoteError) Is(target error) bool {
 		return false
 	}
 	sentinels.mu.Lock()
-	defer sentinels.mu.Unlock()
-	return sentinels.byKey[e.sentinel] == target
+	s := sentinels.byKey[e.sentinel]
+	sentinels.mu.Unlock()
+	return s != nil && (s == target || errors.Is(s, target))
 }
 
 var sentinels struct {
@@ -209,7 +224,7 @@ func init() {
 	for _, err := range []error{
 		context.Canceled, context.DeadlineExceeded, io.EOF, io.ErrUnexpectedEOF,
 		os.ErrNotExist, os.ErrExist, os.ErrPermission, os.ErrDeadlineExceeded,
-		ErrNotRegistered, ErrMessageTooLarge,
+		ErrNotRegistered, ErrMessageTooLarge, ErrTaskTimeout,
 	} {
 		RegisterError(err)
 	}
@@ -246,7 +261,10 @@ func describeError(err error) wire.ErrorInfo {
 	}
 	sentinels.mu.Lock()
 	defer sentinels.mu.Unlock()
-	for _, s := range sentinels.list {
+	// The last declared match is the most specific: mp's own come first,
+	// and a user's sentinel may wrap one of them (as ErrTaskTimeout wraps
+	// context.DeadlineExceeded); Is matches what the sentinel wraps too.
+	for _, s := range slices.Backward(sentinels.list) {
 		if errors.Is(err, s) {
 			info.Sentinel = s.Error()
 			break

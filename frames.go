@@ -54,6 +54,8 @@ func (s *slot) handle(wc *workerConn, f wire.Frame) error {
 	case wire.KindRevoked:
 	case wire.KindOverrun:
 		return s.overrun(wc, f)
+	case wire.KindProgress:
+		return s.progress(wc, f)
 	default:
 		err := fmt.Errorf("%w: unexpected %v frame from worker", wire.ErrMalformed, f.Kind)
 		s.protocolError(wc, err)
@@ -126,6 +128,27 @@ func (s *slot) overrun(wc *workerConn, f wire.Frame) error {
 		err := fmt.Errorf("%w: overrun frame for item %d of task %d", wire.ErrMalformed, k, f.ID)
 		s.protocolError(wc, err)
 		return err
+	}
+	return nil
+}
+
+// progress passes on how many items of its running chunk the worker has
+// done, for the call's Progress.
+func (s *slot) progress(wc *workerConn, f wire.Frame) error {
+	if len(f.Payload) != 4 {
+		err := fmt.Errorf("%w: progress frame of %d bytes", wire.ErrMalformed, len(f.Payload))
+		s.protocolError(wc, err)
+		return err
+	}
+	k := int(binary.BigEndian.Uint32(f.Payload))
+	p := s.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// A report about a unit that is no longer running here (a cancelled
+	// one is still in flight) is stale, not wrong: drop it.
+	if len(s.inflight) > 0 && s.inflight[0].id == f.ID && k < s.inflight[0].n {
+		u := s.inflight[0]
+		u.c.sink.progress(u, k)
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 	if chunk <= 0 {
 		chunk = (len(in) + 4*p.opts.Workers - 1) / (4 * p.opts.Workers)
 	}
-	c := newCollector[R](ctx, p, f.name)
+	c := newCollector[R](ctx, p, f.name, cfg)
 	defer c.finish()
 	units, failures := makeUnits(&c.call, 0, in, chunk, p.maxMessage())
 	if err := c.submit(units, failures); err != nil {
@@ -67,6 +67,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 	}
 	var errs []error
 	var buf []batch[R]
+	reported := 0
 	for done := 0; done < len(in); {
 		buf, _ = c.take(buf)
 		for _, b := range buf {
@@ -85,8 +86,11 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 				errs[b.index+i] = err
 			}
 		}
-		if cfg.progress != nil && len(buf) > 0 {
-			cfg.progress(done, len(in))
+		if cfg.progress != nil {
+			last := reported
+			if n := c.progressed(done, &reported); n != last {
+				cfg.progress(n, len(in))
+			}
 		}
 	}
 	if errs != nil && ctx.Err() != nil {
@@ -154,15 +158,16 @@ type imapRun[T, R any] struct {
 	ordered bool
 	yield   func(R, error) bool
 
-	c      *collector[R]
-	read   int              // items read from the input
-	done   int              // items yielded
-	parked map[int]batch[R] // by index, batches that came before their turn
+	c        *collector[R]
+	read     int              // items read from the input
+	done     int              // items yielded
+	reported int              // items done, as last told to Progress
+	parked   map[int]batch[R] // by index, batches that came before their turn
 }
 
 func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
 	var zero R
-	it.c = newCollector[R](ctx, it.p, it.f.name)
+	it.c = newCollector[R](ctx, it.p, it.f.name, it.cfg)
 	defer it.c.finish()
 	next, stop := iter.Pull(in)
 	defer stop()
@@ -203,12 +208,15 @@ func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
 				return
 			}
 		}
-		if it.cfg.progress != nil && len(buf) > 0 {
-			total := -1
-			if exhausted {
-				total = it.read
+		if it.cfg.progress != nil {
+			last := it.reported
+			if n := it.c.progressed(it.done, &it.reported); n != last {
+				total := -1
+				if exhausted {
+					total = it.read
+				}
+				it.cfg.progress(n, total)
 			}
-			it.cfg.progress(it.done, total)
 		}
 	}
 }

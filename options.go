@@ -53,9 +53,20 @@ type PoolOptions struct {
 	// Init is run once by every worker when it starts, before any task,
 	// like Python's initializer: see [Bind]. If it fails, the worker fails
 	// to start; NewPool returns its error, and a pool whose workers fail to
-	// start five times in a row fails its calls with an error wrapping
-	// ErrWorkerStart rather than start workers forever.
+	// start five times in a row fails its calls at once with an error
+	// wrapping ErrWorkerStart, rather than keep them waiting; it goes on
+	// trying to start workers (backing off up to a second between tries),
+	// and recovers by itself once one starts.
 	Init Bound
+
+	// MaxQueued bounds the tasks waiting for a worker (a chunk of a Map is
+	// one task; an Apply is one). A call that finds the queue full waits
+	// for room while its ctx lives (a Map or Imap queues what fits and
+	// waits to queue the rest); a call made with [NoWait] fails at once with
+	// ErrQueueFull instead. Zero means no bound. A service should set it, so
+	// that overload turns into fast refusals instead of a growing backlog;
+	// see [Pool.Shutdown] for how to stop one.
+	MaxQueued int
 
 	// Worker says how worker processes are started.
 	Worker WorkerOptions
@@ -63,6 +74,32 @@ type PoolOptions struct {
 	// Logger receives the pool's lifecycle events: a worker started, died
 	// (and why), was replaced or recycled. Nil means no logging.
 	Logger *slog.Logger
+}
+
+// check names the first field of o that is out of range.
+func (o PoolOptions) check() error {
+	for _, f := range []struct {
+		name  string
+		value any
+		bad   bool
+	}{
+		{"Workers", o.Workers, o.Workers < 0},
+		{"MaxTasksPerWorker", o.MaxTasksPerWorker, o.MaxTasksPerWorker < 0},
+		{"TaskTimeout", o.TaskTimeout, o.TaskTimeout < 0},
+		{"Retries", o.Retries, o.Retries < 0},
+		{"MaxWorkerMemory", o.MaxWorkerMemory, o.MaxWorkerMemory < 0},
+		{"WorkerMemoryLimit", o.WorkerMemoryLimit, o.WorkerMemoryLimit < 0},
+		{"MaxQueued", o.MaxQueued, o.MaxQueued < 0},
+		{"Worker.GOMAXPROCS", o.Worker.GOMAXPROCS, o.Worker.GOMAXPROCS < 0},
+		{"Worker.MaxMessageSize", o.Worker.MaxMessageSize, o.Worker.MaxMessageSize < 0},
+		{"Worker.StartTimeout", o.Worker.StartTimeout, o.Worker.StartTimeout < 0},
+		{"Worker.WaitDelay", o.Worker.WaitDelay, o.Worker.WaitDelay < 0},
+	} {
+		if f.bad {
+			return fmt.Errorf("mp: NewPool: PoolOptions.%s is %v; it must not be negative (zero means its default)", f.name, f.value)
+		}
+	}
+	return nil
 }
 
 // Bound is a registered function bound to its argument, made by [Bind].
@@ -86,7 +123,9 @@ func Bind[T, R any](f Func[T, R], arg T) Bound {
 	return Bound{fn: f.name, args: args, err: err}
 }
 
-// CallOption configures one call of Map, MapAll, Imap or ImapUnordered.
+// CallOption configures one call of Map, MapAll, Imap, ImapUnordered,
+// Apply or ApplyAsync ([ChunkSize] and [Progress] apply to the first four
+// only).
 type CallOption interface {
 	apply(*callConfig)
 }
@@ -94,6 +133,7 @@ type CallOption interface {
 type callConfig struct {
 	chunk    int
 	progress func(done, total int)
+	nowait   bool
 }
 
 type optionFunc func(*callConfig)
@@ -114,6 +154,17 @@ func ChunkSize(n int) CallOption {
 // concurrently with itself.
 func Progress(fn func(done, total int)) CallOption {
 	return optionFunc(func(c *callConfig) { c.progress = fn })
+}
+
+// NoWait makes a call fail at once with an error wrapping [ErrQueueFull],
+// instead of waiting, when the pool's queue has no room for all of its
+// tasks (see [PoolOptions.MaxQueued]); then none of them runs. It is how a
+// service under overload refuses work: answer 503 and let the client retry.
+// Without MaxQueued it changes nothing. An Imap with NoWait fails where the
+// queue is full as it reads its input: the items it already queued run, and
+// it yields ErrQueueFull once and stops.
+func NoWait() CallOption {
+	return optionFunc(func(c *callConfig) { c.nowait = true })
 }
 
 func newCallConfig(opts []CallOption) callConfig {

@@ -44,13 +44,14 @@ type Pool struct {
 
 	mu          sync.Mutex
 	slots       []*slot
-	queue       []*unit
+	queue       runQueue
+	roomMade    chan struct{} // closed when units leave the queue, if a call waits for room
 	nextID      uint64
 	outstanding int  // units submitted and not released
 	draining    bool // Shutdown: no new calls
 	closing     bool // Close: everything stops
 	drained     chan struct{}
-	broken      error // set when workers keep failing to start
+	broken      error // set while workers keep failing to start
 	startFails  int
 	stats       Stats
 }
@@ -84,9 +85,8 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Workers < 0 || opts.MaxTasksPerWorker < 0 || opts.Retries < 0 || opts.TaskTimeout < 0 ||
-		opts.MaxWorkerMemory < 0 || opts.WorkerMemoryLimit < 0 {
-		return nil, fmt.Errorf("mp: NewPool: negative option in %+v", opts)
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	if opts.Init.err != nil {
 		return nil, fmt.Errorf("mp: NewPool: Init: %w", opts.Init.err)
@@ -146,8 +146,7 @@ func (p *Pool) Close() error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
 		p.closing, p.draining = true, true
-		queued := p.queue
-		p.queue = nil
+		queued := p.queue.removeAll()
 		for _, s := range p.slots {
 			if s.wc != nil && len(s.inflight) > 0 {
 				s.wc.child.KillGroup() // its supervisor stops the idle ones
@@ -199,9 +198,7 @@ func (p *Pool) Stats() Stats {
 	defer p.mu.Unlock()
 	st := p.stats
 	st.RestartCauses = maps.Clone(p.stats.RestartCauses)
-	for _, u := range p.queue {
-		st.TasksQueued += u.n
-	}
+	st.TasksQueued = p.queue.items
 	for _, s := range p.slots {
 		if s.ready {
 			st.Workers++
@@ -216,23 +213,71 @@ func (p *Pool) Stats() Stats {
 // Workers returns the number of workers the pool keeps running.
 func (p *Pool) Workers() int { return p.opts.Workers }
 
-// submit queues the units of a call. It fails if the pool is closed or
-// broken; then nothing is queued.
-func (p *Pool) submit(units []*unit) error {
-	p.mu.Lock()
-	switch {
-	case p.draining:
+// submit queues the units of a call and returns how many it queued. It
+// fails if the pool is closed or broken. Where PoolOptions.MaxQueued
+// bounds the queue, it queues what fits and waits for room for the rest
+// while ctx lives; with nowait, it queues all of units or, if they do not
+// fit, none and fails with ErrQueueFull.
+func (p *Pool) submit(ctx context.Context, units []*unit, nowait bool) (queued int, err error) {
+	for len(units) > 0 {
+		p.mu.Lock()
+		switch {
+		case p.draining:
+			p.mu.Unlock()
+			return queued, ErrPoolClosed
+		case p.broken != nil:
+			err := p.broken
+			p.mu.Unlock()
+			return queued, err
+		}
+		room := len(units)
+		if max := p.opts.MaxQueued; max > 0 {
+			room = min(room, max-p.queue.len())
+		}
+		if nowait && room < len(units) {
+			n := p.queue.len()
+			p.mu.Unlock()
+			return queued, fmt.Errorf("%w: %d tasks queued, room for %d more of the %d-task MaxQueued, and this call has %d",
+				ErrQueueFull, n, max(room, 0), p.opts.MaxQueued, len(units))
+		}
+		if room > 0 {
+			p.queue.push(units[:room]...)
+			p.outstanding += room
+			queued += room
+			units = units[room:]
+		}
+		var roomMade chan struct{}
+		if len(units) > 0 {
+			if p.roomMade == nil {
+				p.roomMade = make(chan struct{})
+			}
+			roomMade = p.roomMade
+		}
 		p.mu.Unlock()
-		return ErrPoolClosed
-	case p.broken != nil:
-		p.mu.Unlock()
-		return p.broken
+		if room > 0 {
+			p.wakeAll()
+		}
+		if roomMade == nil {
+			return queued, nil
+		}
+		select {
+		case <-roomMade:
+		case <-ctx.Done():
+			return queued, context.Cause(ctx)
+		case <-p.done:
+			return queued, ErrPoolClosed
+		}
 	}
-	p.queue = append(p.queue, units...)
-	p.outstanding += len(units)
-	p.mu.Unlock()
-	p.wakeAll()
-	return nil
+	return queued, nil
+}
+
+// dequeuedLocked tells the calls waiting for room in the queue that some
+// was made.
+func (p *Pool) dequeuedLocked() {
+	if p.roomMade != nil {
+		close(p.roomMade)
+		p.roomMade = nil
+	}
 }
 
 // requeueLocked puts units back at the front of the queue, in order. If
@@ -247,17 +292,15 @@ func (p *Pool) requeueLocked(units ...*unit) error {
 	case p.broken != nil:
 		return p.broken
 	}
-	p.queue = append(units[:len(units):len(units)], p.queue...)
+	p.queue.pushFront(units...)
 	return nil
 }
 
 func (p *Pool) popLocked() *unit {
-	if len(p.queue) == 0 {
-		return nil
+	u := p.queue.pop()
+	if u != nil {
+		p.dequeuedLocked()
 	}
-	u := p.queue[0]
-	p.queue[0] = nil
-	p.queue = p.queue[1:]
 	return u
 }
 
@@ -287,17 +330,8 @@ func (p *Pool) release(u *unit, res wire.Result, err error) {
 // the workers running its other units cancel them.
 func (p *Pool) cancelCall(c *call) {
 	p.mu.Lock()
-	var mine []*unit
-	kept := p.queue[:0]
-	for _, u := range p.queue {
-		if u.c == c {
-			mine = append(mine, u)
-		} else {
-			kept = append(kept, u)
-		}
-	}
-	clear(p.queue[len(kept):])
-	p.queue = kept
+	mine := p.queue.removeCall(c)
+	p.dequeuedLocked()
 	p.mu.Unlock()
 	cause := context.Cause(c.ctx)
 	for _, u := range mine {
@@ -312,21 +346,23 @@ func (p *Pool) wakeAll() {
 	}
 }
 
-// startFailed counts a worker that failed to start, and breaks the pool
-// after too many in a row.
-func (p *Pool) startFailed(err error) (broken bool) {
+// startFailed counts a worker that failed to start. After crashLoop
+// failures in a row the pool is broken: what is queued fails, and calls
+// fail at once with the last start error (wrapping ErrWorkerStart), rather
+// than wait for workers that may never come. Supervisors keep trying, and
+// the first worker that starts mends the pool.
+func (p *Pool) startFailed(err error) {
 	const crashLoop = 5
 	p.mu.Lock()
 	p.startFails++
 	var failed []*unit
-	if p.startFails >= crashLoop && p.broken == nil {
-		p.broken = fmt.Errorf("%w: %d workers in a row failed to start; the last: %w", ErrWorkerStart, p.startFails, err)
-		failed, p.queue = p.queue, nil
+	if p.startFails >= crashLoop {
+		p.broken = fmt.Errorf("%w: %d workers in a row failed to start (the pool keeps trying); the last: %w", ErrWorkerStart, p.startFails, err)
+		failed = p.queue.removeAll()
 	}
-	broken = p.broken != nil
+	broken := p.broken
 	p.mu.Unlock()
 	for _, u := range failed {
-		p.release(u, wire.Result{}, p.broken)
+		p.release(u, wire.Result{}, broken)
 	}
-	return broken
 }

@@ -110,10 +110,13 @@ func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 		p.err = p.withCause(exit)
 		return
 	}
-	values, errs := decodeResult[R](p.fn, res)
+	values, errs := decodeResult[R](res)
 	p.result = values[0]
 	if errs != nil {
 		p.err = errs[0]
+		if errors.Is(p.err, wire.ErrMalformed) {
+			p.err = callError(p.fn, p.err) // not the function's error: say whose result
+		}
 	}
 }
 
@@ -144,7 +147,7 @@ func (p *Process[R]) withCause(err error) error {
 // decodeResult returns the values of the items of res, and if any failed,
 // their errors: the function's own (a *RemoteError), a *PanicError, or a
 // decoding error.
-func decodeResult[R any](fn string, res wire.Result) (values []R, errs []error) {
+func decodeResult[R any](res wire.Result) (values []R, errs []error) {
 	var err error
 	switch {
 	case len(res.Failures) == res.N:
@@ -160,7 +163,7 @@ func decodeResult[R any](fn string, res wire.Result) (values []R, errs []error) 
 		}
 	}
 	if err != nil {
-		err = fmt.Errorf("mp: %s: decoding the result: %w", fn, err)
+		err = fmt.Errorf("mp: decoding the result: %w", err)
 		values, errs = make([]R, res.N), make([]error, res.N)
 		for i := range errs {
 			errs[i] = err

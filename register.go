@@ -122,7 +122,7 @@ func handler[T, R any](name string, fn func(context.Context, T) (R, error)) work
 		if n == 1 {
 			v, err := wire.Unmarshal[T](args)
 			if err != nil {
-				return nil, fmt.Errorf("mp: %s: decoding the argument: %w", name, err)
+				return nil, fmt.Errorf("mp: decoding the argument: %w", err)
 			}
 			var r R
 			call(0, func(ctx context.Context) error {
@@ -139,7 +139,7 @@ func handler[T, R any](name string, fn func(context.Context, T) (R, error)) work
 			err = fmt.Errorf("%w: %d arguments for a task of %d", wire.ErrMalformed, len(vs), n)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("mp: %s: decoding the arguments: %w", name, err)
+			return nil, fmt.Errorf("mp: decoding the arguments: %w", err)
 		}
 		rs := make([]R, n)
 		for i, v := range vs {
@@ -158,7 +158,7 @@ func handler[T, R any](name string, fn func(context.Context, T) (R, error)) work
 func encodeResults[V any](name string, v V) ([]byte, error) {
 	out, err := wire.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("mp: %s: encoding the result: %w", name, err)
+		return nil, fmt.Errorf("mp: encoding the result: %w", err)
 	}
 	return out, nil
 }
@@ -259,6 +259,7 @@ func Main() {
 		OnHello:     func(h wire.Hello) { workerName.Store(&h.Name) },
 
 		NotRegistered: ErrNotRegistered,
+		TaskTimeout:   ErrTaskTimeout,
 	}))
 }
 

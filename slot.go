@@ -37,8 +37,13 @@ func (s *slot) poke() {
 }
 
 // supervise keeps a worker running in the slot until the pool closes. The
-// first start's outcome goes to started, for NewPool.
+// first start's outcome goes to started, for NewPool. A worker that fails
+// to start is tried again after a backoff that doubles up to maxBackoff,
+// for as long as the pool is open: a pool whose workers cannot start (an
+// Init that needs a database that is down) fails calls fast meanwhile (see
+// startFailed), and recovers by itself once a worker starts.
 func (s *slot) supervise(started chan<- error) {
+	const maxBackoff = time.Second
 	p := s.p
 	defer p.wg.Done()
 	first := true
@@ -49,13 +54,14 @@ func (s *slot) supervise(started chan<- error) {
 			first = false
 		}
 		if err != nil {
-			if p.isClosing() || p.startFailed(err) {
+			if p.isClosing() {
 				return
 			}
+			p.startFailed(err)
 			p.log.Warn("mp: worker failed to start", "slot", s.n, "err", err)
 			fails++
 			select {
-			case <-time.After(min(25*time.Millisecond<<fails, 2*time.Second)):
+			case <-time.After(min(25*time.Millisecond<<min(fails, 16), maxBackoff)):
 			case <-p.done:
 				return
 			}
@@ -100,7 +106,7 @@ func (s *slot) start() (*workerConn, error) {
 	if err != nil {
 		s.wc = nil
 	} else {
-		p.startFails = 0
+		p.startFails, p.broken = 0, nil // a crash loop is over
 	}
 	p.mu.Unlock()
 	if err != nil {
@@ -337,6 +343,9 @@ func (p *Pool) replaceLocked(u *unit, parts ...*unit) []*unit {
 	}
 	p.outstanding += n
 	u.c.sink.grow(n)
+	if len(parts) == 0 {
+		u.c.sink.forget(u)
+	}
 	return parts
 }
 

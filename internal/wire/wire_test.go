@@ -403,7 +403,7 @@ func TestKindString(t *testing.T) {
 		want string
 	}{
 		{KindHello, "hello"}, {KindTask, "task"}, {KindResult, "result"},
-		{KindCancel, "cancel"}, {KindRevoked, "revoked"}, {KindRevoke, "revoke"}, {0, "kind(0)"}, {255, "kind(255)"},
+		{KindCancel, "cancel"}, {KindRevoked, "revoked"}, {KindRevoke, "revoke"}, {KindOverrun, "overrun"}, {KindProgress, "progress"}, {0, "kind(0)"}, {255, "kind(255)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-mp/mp/internal/spawn"
@@ -35,6 +36,10 @@ type Config struct {
 	OnHello     func(wire.Hello)           // called with the parent's hello before any task
 	// NotRegistered is the error wrapped for a task of an unknown function.
 	NotRegistered error
+	// TaskTimeout is the error wrapped around an item's error when the item
+	// failed with context.DeadlineExceeded because its own timeout (the
+	// pool's TaskTimeout) passed, not its call's deadline.
+	TaskTimeout error
 }
 
 // Exit codes of a worker that stops on its own.
@@ -244,7 +249,15 @@ func (s *server) execute(t *task) wire.Result {
 		s.failAll(&res, fmt.Errorf("%w: %q, in worker %d", s.cfg.NotRegistered, t.body.Func, os.Getpid()))
 		return res
 	}
+	var progress *progressReport
+	if t.body.N > 1 {
+		progress = s.reportProgress(t)
+		defer progress.stop() // before the result is sent: no report follows it
+	}
 	call := func(i int, f func(context.Context) error) {
+		if progress != nil {
+			defer progress.done.Add(1)
+		}
 		ctx := t.ctx
 		if t.body.Timeout > 0 { // each item has its own timeout
 			var cancel context.CancelFunc
@@ -259,6 +272,9 @@ func (s *server) execute(t *task) wire.Result {
 					s.mu.Unlock()
 				}()
 			}
+		}
+		if t.body.Timeout > 0 {
+			f = s.timeoutAware(ctx, t.ctx, f)
 		}
 		if fail, failed := s.guard(i, ctx, f); failed {
 			res.Failures = append(res.Failures, fail)
@@ -298,6 +314,49 @@ func (s *server) execute(t *task) wire.Result {
 	return res
 }
 
+// ProgressInterval is how often a worker running a chunk of several items
+// tells its parent how many are done, so that a call's Progress moves
+// while a long chunk runs.
+const ProgressInterval = 100 * time.Millisecond
+
+// progressReport sends the progress of a running chunk every
+// ProgressInterval, from a timer (no goroutine waits while items are quick).
+type progressReport struct {
+	done atomic.Int32 // items done
+
+	mu      sync.Mutex
+	stopped bool
+	sent    int32
+	timer   *time.Timer
+}
+
+func (s *server) reportProgress(t *task) *progressReport {
+	pr := &progressReport{}
+	pr.mu.Lock() // the callback reads pr.timer
+	defer pr.mu.Unlock()
+	pr.timer = time.AfterFunc(ProgressInterval, func() {
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		if pr.stopped {
+			return
+		}
+		if k := pr.done.Load(); k > pr.sent {
+			pr.sent = k
+			s.write(wire.KindProgress, t.id, binary.BigEndian.AppendUint32(nil, uint32(k)))
+		}
+		pr.timer.Reset(ProgressInterval)
+	})
+	return pr
+}
+
+// stop ends the reports; none is sent once it returns.
+func (pr *progressReport) stop() {
+	pr.mu.Lock()
+	pr.stopped = true
+	pr.mu.Unlock()
+	pr.timer.Stop()
+}
+
 // watch arms the watchdog of item i of chunk t. The parent cannot tell
 // which item of a chunk runs; the worker can, so it is the worker that
 // reports an item that ignores its context past its timeout, and exits so
@@ -325,6 +384,19 @@ func (s *server) failAll(res *wire.Result, err error) {
 	res.Failures = res.Failures[:0]
 	for i := range res.N {
 		res.Failures = append(res.Failures, wire.Failure{Index: i, Status: wire.StatusError, Info: info})
+	}
+}
+
+// timeoutAware wraps the error of f, run under item, in Config.TaskTimeout
+// when item's own timeout ended it while call's deadline had not passed.
+func (s *server) timeoutAware(item, call context.Context, f func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		err := f(ctx)
+		if err != nil && s.cfg.TaskTimeout != nil && errors.Is(err, context.DeadlineExceeded) &&
+			item.Err() != nil && call.Err() == nil {
+			err = fmt.Errorf("%w: %w", s.cfg.TaskTimeout, err)
+		}
+		return err
 	}
 }
 
