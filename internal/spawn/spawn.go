@@ -137,6 +137,7 @@ func Start(cfg Config) (*Child, error) {
 		return nil, fmt.Errorf("mp: worker connection: %w", err)
 	}
 	c.Conn = conn.(*net.UnixConn)
+	adopt(c.PID())
 	go c.reap()
 	return c, nil
 }
@@ -149,6 +150,7 @@ func (c *Child) reap() {
 	awaitExit(c.PID())
 	killGroup(c.PID())
 	c.Cmd.Wait() // its error is in State; Output has the stderr
+	disown(c.PID())
 	for _, lw := range c.flush {
 		if lw != nil {
 			lw.Flush()

@@ -101,3 +101,5 @@ func awaitExit(pid int) {
 		}
 	}
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

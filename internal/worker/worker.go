@@ -307,7 +307,7 @@ func (s *server) execute(t *task) wire.Result {
 	if size := len(wire.AppendResultHeader(nil, res)) + len(values); size > s.w.Max() {
 		var err error = &wire.FrameTooLargeError{Size: int64(size), Limit: s.w.Max()}
 		if res.N > 1 {
-			err = fmt.Errorf("mp: the %d results of one chunk of %s total %d bytes, over the %d-byte message limit: use a smaller chunk size or raise WorkerOptions.MaxMessageSize", res.N, t.body.Func, size, s.w.Max())
+			err = fmt.Errorf("mp: the %d results of one chunk total %d bytes: use a smaller chunk size or raise WorkerOptions.MaxMessageSize: %w", res.N, size, err)
 		}
 		s.failAll(&res, err)
 	}

@@ -1,0 +1,141 @@
+package mp_test
+
+import (
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+func TestImapOrder(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 2})
+	squares := make([]int, 500)
+	for i := range squares {
+		squares[i] = i * i
+	}
+	t.Run("Imap", func(t *testing.T) {
+		t.Parallel()
+		var got []int
+		for v, err := range mp.Imap(bounded(t, 30*time.Second), p, poolSquare, slices.Values(seq(500)), mp.ChunkSize(3)) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, v)
+		}
+		for i, v := range got {
+			if v != i*i {
+				t.Fatalf("got[%d] = %d, want %d", i, v, i*i)
+			}
+		}
+		if len(got) != 500 {
+			t.Fatalf("got %d results, want 500", len(got))
+		}
+	})
+	t.Run("ImapUnordered", func(t *testing.T) {
+		t.Parallel()
+		var un []int
+		for v, err := range mp.ImapUnordered(bounded(t, 30*time.Second), p, poolSquare, slices.Values(seq(500))) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			un = append(un, v)
+		}
+		slices.Sort(un)
+		if !slices.Equal(un, squares) {
+			t.Errorf("got %v, want the squares of 0..499", un)
+		}
+	})
+}
+
+func TestImapLazyEndless(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 2})
+	ctx := bounded(t, 30*time.Second)
+	read := 0
+	endless := func(yield func(int) bool) {
+		for i := 0; ; i++ {
+			read++
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	n := 0
+	for v, err := range mp.Imap(ctx, p, poolSquare, endless) {
+		if err != nil || v != n*n {
+			t.Fatalf("item %d: got %d, %v", n, v, err)
+		}
+		if n++; n == 100 {
+			break
+		}
+	}
+	// At most a window of 2 tasks per worker, twice over, is in flight; as
+	// many may be done but not yet yielded, and as many more parked until
+	// the results before them are yielded.
+	if window := 2 * 2 * 2; read > 100+3*window+1 {
+		t.Errorf("read %d items of the input for 100 results, want a bounded read-ahead", read)
+	}
+}
+
+// TestImapBreakFreesWorkers runs alone: it counts goroutines and children.
+func TestImapBreakFreesWorkers(t *testing.T) {
+	p := newPool(t, mp.PoolOptions{Workers: 2})
+	ctx := bounded(t, 60*time.Second)
+	waitWorkers(t, p, 2)
+	baseGoroutines := mpGoroutines()
+	basePIDs, _ := children(t)
+	// The tasks after the first run for an hour: a break must stop them,
+	// by their context or by killing their workers.
+	tests := []struct {
+		name string
+		f    mp.Func[time.Duration, int]
+	}{
+		{name: "cooperative", f: poolSlow},
+		{name: "stubborn", f: poolStubborn},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := func(yield func(time.Duration) bool) {
+				if !yield(0) {
+					return
+				}
+				for yield(time.Hour) {
+				}
+			}
+			start := time.Now()
+			for _, err := range mp.Imap(ctx, p, tt.f, in) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+			st := p.Stats()
+			if st.TasksRunning != 0 || st.TasksQueued != 0 {
+				t.Errorf("%s: after break: %d tasks running, %d queued; want none", tt.f, st.TasksRunning, st.TasksQueued)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("%s: break took %v", tt.f, d)
+			}
+		})
+	}
+	// The stubborn tasks' workers were killed; wait for their replacements,
+	// then for the goroutines of the dead ones to end.
+	waitWorkers(t, p, 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids, zombies := children(t)
+		g := mpGoroutines()
+		if g <= baseGoroutines && len(pids) == len(basePIDs) && len(zombies) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("got %d goroutines and children %v (zombies %v), want %d goroutines and %d children; goroutines:\n%s",
+				g, pids, zombies, baseGoroutines, len(basePIDs), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package spawn
+
+// adopt and disown are for a parent that is PID 1, on Linux only.
+func adopt(pid int)  {}
+func disown(pid int) {}

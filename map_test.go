@@ -1,0 +1,195 @@
+package mp_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+// crashKind is one way an item of poolCrash fails: what the task does in
+// its worker, and what its caller must get.
+type crashKind struct {
+	name  string
+	do    func() // in the worker; it returns only if the worker lives
+	want  string // the error the caller must get, for messages
+	check func(err error) bool
+	cause string // the restart cause Stats must count; "" if the worker lives
+}
+
+// crashKinds are taken in turn by poolCrash's items 49, 99, 149 and so on.
+// TestPoolCloseLeavesNothing and TestConcurrentCallsAndClose run few items,
+// which reach the first kinds only: append new kinds at the end.
+var crashKinds = []crashKind{
+	{
+		name: "SIGKILL of self",
+		do:   func() { syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} },
+		want: "an *mp.ExitError for SIGKILL",
+		check: func(err error) bool {
+			exit, ok := errors.AsType[*mp.ExitError](err)
+			return ok && exit.Signal() == syscall.SIGKILL
+		},
+		cause: "signal",
+	},
+	{
+		name:  "os.Exit(1)",
+		do:    func() { os.Exit(1) },
+		want:  "an *mp.ExitError with code 1",
+		check: func(err error) bool { exit, ok := errors.AsType[*mp.ExitError](err); return ok && exit.ExitCode() == 1 },
+		cause: "exit",
+	},
+	{
+		name: "fatal runtime error",
+		do: func() {
+			var mu sync.Mutex
+			mu.Unlock() // fatal error: sync: unlock of unlocked mutex
+		},
+		want: "an *mp.ExitError with code 2 and the fatal error",
+		check: func(err error) bool {
+			exit, ok := errors.AsType[*mp.ExitError](err)
+			return ok && exit.ExitCode() == 2 && bytes.Contains(exit.Output, []byte("unlock of unlocked mutex"))
+		},
+		cause: "exit",
+	},
+	{
+		name: "endless loop",
+		do: func() {
+			for {
+			}
+		},
+		want:  "context.DeadlineExceeded",
+		check: func(err error) bool { return errors.Is(err, context.DeadlineExceeded) },
+		cause: "timeout",
+	},
+	{
+		name: "panic",
+		do:   func() { panic("crash matrix") },
+		want: `an *mp.PanicError with value "crash matrix"`,
+		check: func(err error) bool {
+			pe, ok := errors.AsType[*mp.PanicError](err)
+			return ok && pe.Value == "crash matrix"
+		},
+	},
+	{
+		name:  "os.Exit(3)",
+		do:    func() { os.Exit(3) },
+		want:  "an *mp.ExitError with code 3",
+		check: func(err error) bool { exit, ok := errors.AsType[*mp.ExitError](err); return ok && exit.ExitCode() == 3 },
+		cause: "exit",
+	},
+}
+
+// crashKindOf returns the crashKind of poolCrash's item x, if it fails.
+func crashKindOf(x int) (crashKind, bool) {
+	if x%50 != 49 {
+		return crashKind{}, false
+	}
+	return crashKinds[(x/50)%len(crashKinds)], true
+}
+
+// poolCrash fails every 50th item, mostly by destroying its worker, in each
+// of the ways of crashKinds in turn, and squares the others.
+var poolCrash = mp.Register("test.pool.crash", func(ctx context.Context, x int) (int, error) {
+	if k, ok := crashKindOf(x); ok {
+		k.do()
+	}
+	return x * x, nil
+})
+
+func TestMapSquares(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 2})
+	in := seq(1000)
+	for _, chunk := range []int{0, 1, 7, 1000} {
+		t.Run(fmt.Sprintf("chunk=%d", chunk), func(t *testing.T) {
+			t.Parallel()
+			got, err := mp.Map(bounded(t, 30*time.Second), p, poolSquare, in, mp.ChunkSize(chunk))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(in) {
+				t.Fatalf("got %d results, want %d", len(got), len(in))
+			}
+			for i, v := range got {
+				if v != i*i {
+					t.Fatalf("got[%d] = %d, want %d", i, v, i*i)
+				}
+			}
+		})
+	}
+}
+
+func TestMapCrashMatrix(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 2, TaskTimeout: 500 * time.Millisecond, Worker: mp.WorkerOptions{Stderr: io.Discard}})
+	in := seq(2000)
+	start := time.Now()
+	out, errs, err := mp.MapAll(bounded(t, 90*time.Second), p, poolCrash, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	t.Logf("2000 tasks with 40 crashes in %v; stats %+v", time.Since(start), st)
+	if len(out) != len(in) || errs != nil && len(errs) != len(in) {
+		t.Fatalf("got %d results and %d errors, want %d", len(out), len(errs), len(in))
+	}
+
+	t.Run("other items", func(t *testing.T) {
+		for i := range in {
+			if _, ok := crashKindOf(i); ok {
+				continue
+			}
+			if e := errAt(errs, i); e != nil || out[i] != i*i {
+				t.Errorf("item %d: got %d, %v; want %d, nil", i, out[i], e, i*i)
+			}
+		}
+	})
+	// A worker that died was replaced, at least once per item that killed
+	// it: a chunk that holds a crashing item is split and run again.
+	crashesByCause := map[string]int{}
+	for i := range in {
+		if k, ok := crashKindOf(i); ok && k.cause != "" {
+			crashesByCause[k.cause]++
+		}
+	}
+	for _, k := range crashKinds {
+		t.Run(k.name, func(t *testing.T) {
+			n := 0
+			for i := range in {
+				if ki, ok := crashKindOf(i); !ok || ki.name != k.name {
+					continue
+				}
+				n++
+				e := errAt(errs, i)
+				if te, ok := errors.AsType[*mp.TaskError](e); !ok || te.Index != i {
+					t.Errorf("item %d: got %v, want a *mp.TaskError with index %d", i, e, i)
+					continue
+				}
+				if !k.check(e) {
+					t.Errorf("item %d: got %v, want %s", i, e, k.want)
+				}
+			}
+			if n == 0 {
+				t.Fatalf("no item of %d crashes this way", len(in))
+			}
+			if k.cause != "" && st.RestartCauses[k.cause] < crashesByCause[k.cause] {
+				t.Errorf("restarts for %q: got %d, want at least %d, one per item that crashed so", k.cause, st.RestartCauses[k.cause], crashesByCause[k.cause])
+			}
+		})
+	}
+
+	waitWorkers(t, p, 2)
+	got, err := mp.Map(bounded(t, 30*time.Second), p, poolSquare, []int{1, 2, 3})
+	if err != nil || !slices.Equal(got, []int{1, 4, 9}) {
+		t.Errorf("after the crashes: got %v, %v; want [1 4 9]", got, err)
+	}
+}
