@@ -6,7 +6,9 @@ import (
 
 // Apply calls f(arg) in one of the pool's workers and returns its result,
 // as Python's Pool.apply. It blocks until the call is done. Its errors are
-// those of [Map], with Index -1 in the *[TaskError]. A round trip costs
+// those of [Map], with Index -1 in the *[TaskError]. Of the options, only
+// [NoWait] applies: with it, Apply fails at once with [ErrQueueFull] when
+// the pool's queue is full. A round trip costs
 // 70 to 100µs on a 2-core machine (BenchmarkApply).
 func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...CallOption) (R, error) {
 	c, err := startApply(ctx, p, f, arg, opts)
@@ -29,7 +31,9 @@ type Future[R any] struct {
 
 // ApplyAsync starts f(arg) in one of the pool's workers and returns at
 // once, as Python's Pool.apply_async. Cancelling ctx cancels the call. The
-// call runs whether or not anyone waits for it.
+// call runs whether or not anyone waits for it. Where the pool's queue is
+// bounded and full, ApplyAsync blocks until there is room, or with
+// [NoWait] returns a Future that holds [ErrQueueFull].
 func ApplyAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...CallOption) *Future[R] {
 	fu := &Future[R]{done: make(chan struct{})}
 	c, err := startApply(ctx, p, f, arg, opts)

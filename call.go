@@ -30,6 +30,19 @@ type call struct {
 }
 
 // unit is one task: a chunk of consecutive items of a call.
+//
+// A unit's life, and who owns it at each step:
+//
+//	made      by its call (newUnit, cut, split): immutable fields set, not yet counted
+//	queued    in the pool's runQueue, counted in Pool.outstanding (submit, requeue)
+//	in flight in slot.inflight, sent to one worker; its flight state guarded by Pool.mu
+//	  -> released  its outcome passed to the call's sink (Pool.release), exactly once
+//	  -> queued    again, not at fault: revoked or stolen before it ran, or behind the
+//	               task its worker was killed for (flight reset, attempt kept)
+//	  -> replaced  by smaller units (split or cut) when its worker died under it or an
+//	               item overran; it is then never released (Pool.replaceLocked)
+//
+// A unit is in exactly one of the queue, one slot's inflight, or gone.
 type unit struct {
 	c     *call
 	index int // of its first item in the call's input
@@ -40,21 +53,24 @@ type unit struct {
 	encode  func(off, n int) ([]byte, error)
 	attempt int
 
-	// Guarded by the pool's lock while the unit is in flight.
-	id         uint64
-	failed     error  // the outcome, once decided by a cancel, a timeout or a kill
-	cause      string // why it was stopped, for Stats
-	splitting  bool   // overran its timeout: to be run again in smaller chunks
-	overrun    int    // 1 + the index of the item its worker reported overrunning; 0 if none
-	stolen     bool   // an idle worker wants it
-	revokeSent bool
-	killAt     time.Time
+	flight // guarded by the pool's mutex while the unit is in flight
+}
+
+// flight is the state of a unit sent to a worker. Its zero value is a unit
+// that has not been sent; reset returns a unit to it, to be queued again.
+type flight struct {
+	id         uint64    // the task ID its worker knows it by
+	failed     error     // the outcome, once decided by a cancel, a timeout or a kill
+	cause      string    // why it was stopped, for Stats
+	splitting  bool      // overran its timeout: to be run again in smaller chunks
+	overrun    int       // 1 + the index of the item its worker reported overrunning; 0 if none
+	stolen     bool      // an idle worker wants it: revoke it from this one
+	revokeSent bool      // the revoke (or cancel) frame for it went out
+	killAt     time.Time // when its worker is killed, if it has not returned by then
 }
 
 // reset readies a unit that never ran, or that is to run again, for the queue.
-func (u *unit) reset() {
-	u.id, u.cause, u.splitting, u.overrun, u.stolen, u.revokeSent, u.killAt = 0, "", false, 0, false, false, time.Time{}
-}
+func (u *unit) reset() { u.flight = flight{} }
 
 // A chunk whose worker died, or that overran its timeout, is split into
 // single items if it has up to splitSingles of them, so the item at fault is
@@ -110,7 +126,10 @@ func (u *unit) budget() time.Duration {
 
 // timeoutError is the error of an item that ran past its timeout.
 func timeoutError(timeout time.Duration) error {
-	return fmt.Errorf("mp: task ran past its %v TaskTimeout and was killed: %w", timeout, ErrTaskTimeout)
+	return &prefixedError{
+		prefix: fmt.Sprintf("mp: task ran past its %v TaskTimeout and was killed: ", timeout),
+		err:    context.DeadlineExceeded, sentinel: ErrTaskTimeout,
+	}
 }
 
 // newUnit makes the unit of items [index, index+n) of c. It encodes them

@@ -52,11 +52,40 @@
 // with an error that says so, never a fork bomb.
 //
 // Parent and worker talk over a Unix socket pair; the worker's stdout and
-// stderr are the parent's. Each worker leads its own process group, so a
+// stderr are the parent's (or the writers of [WorkerOptions], written a
+// whole line at a time). Each worker leads its own process group, so a
 // terminal's Ctrl-C reaches the parent only, which decides what happens
-// (cancel a context, call [Pool.Close]). A worker exits when its parent
-// dies, however it dies: it sees its connection close, and on Linux the
-// kernel also kills it when the parent exits.
+// (cancel a context, call [Pool.Close]). Workers show in ps as
+// "prog [mp PoolWorker-1]", and in top as "prog[mp]".
+//
+// # Descendants
+//
+// A worker exits when its parent dies, however it dies: it sees its
+// connection close (and on Linux it also gets SIGTERM from the kernel), and
+// it kills its descendants before it exits. When the parent kills a worker
+// (a timeout, a memory limit, Close), it kills the worker's process group
+// and every descendant of the worker it finds in /proc; when a worker exits
+// on its own, the parent kills what is left of its process group. So the
+// processes a task starts do not outlive its worker, nor the parent. What
+// escapes: a descendant that leaves the worker's process group (setsid,
+// setpgid) and whose own parent exits first, or whose worker dies on its
+// own; contain programs that do that in a cgroup (a container, or
+// systemd-run --scope).
+//
+// A program that runs as PID 1 (a container without an init) inherits every
+// orphan: mp reaps the ones from its workers' process groups, and no
+// others, since reaping a child of the program's own would steal its exit
+// status from exec.Cmd.Wait. If the program also starts processes that may
+// be orphaned, run it under an init (docker run --init).
+//
+// # Tests and tools
+//
+// In a -race build, a data race in a worker fails its task with an
+// [*ExitError] carrying the race report (workers run with
+// GORACE=halt_on_error=1 unless GORACE says otherwise). Under go test
+// -cover, workers write their coverage data where the test binary does, so
+// code that runs only in workers is counted, as long as the workers exit on
+// their own: idle workers do at Close and Shutdown.
 //
 // # Errors
 //
@@ -72,11 +101,25 @@
 //   - an [*ExitError]: the worker died (a signal, os.Exit, a fatal runtime
 //     error), with its exit status and the head and tail of its stderr;
 //   - a context error: the call's ctx ended, or the task ran past
-//     [PoolOptions.TaskTimeout] (errors.Is(err, context.DeadlineExceeded));
-//   - [ErrMemoryLimit], [ErrMessageTooLarge], [ErrWorkerStart].
+//     [PoolOptions.TaskTimeout] (both match context.DeadlineExceeded; only
+//     the second matches [ErrTaskTimeout]);
+//   - [ErrMemoryLimit], [ErrMessageTooLarge], [ErrWorkerStart], or
+//     [ErrProtocol] (an *ExitError: the worker sent bytes that are not
+//     mp's protocol, and was killed).
+//
+// A call that finds the pool's bounded queue full (PoolOptions.MaxQueued)
+// waits, or with [NoWait] fails with [ErrQueueFull]. A nil ctx is an
+// error, not a panic.
 //
 // Test with errors.Is and errors.AsType. Calls on a closed pool return
 // [ErrPoolClosed].
+//
+// # Platforms
+//
+// Linux is the target. Other Unix systems build and run workers, with less
+// (no memory limits, no parent-death signal, no search for descendants).
+// Windows builds, and calls that start processes fail with an error that
+// matches errors.ErrUnsupported.
 //
 // # Backends
 //

@@ -30,29 +30,46 @@ import (
 // default chunks takes 150 to 180ms, about 1.5 times faster than Python's
 // Pool.map; with ChunkSize(1) each item costs 30 to 35µs; an Apply round
 // trip, 70 to 100µs.
+//
+// # How the pool is put together
+//
+// One supervisor goroutine per slot (supervisor.go) starts its worker,
+// sends it tasks and replaces it; one reader goroutine per live worker
+// (reader.go) handles the frames the worker sends; the decisions of what
+// to send, cancel, revoke or kill are made in one place, slot.step
+// (schedule.go), under the pool's mutex. Calls (call.go, map.go, apply.go)
+// submit units and receive their outcomes through their sink.
+//
+// Locking: p.mu guards the fields below it, every slot's fields marked so,
+// and the flight state of every unit in flight. The lock order is p.mu,
+// then a call's collector.mu: never take p.mu while holding a collector's
+// lock. Outcomes are never resolved under p.mu: release unlocks before it
+// calls the sink, so a caller woken by its outcome can call into the pool
+// at once.
 type Pool struct {
+	// Set by NewPool, then never changed: read without the lock.
 	opts        PoolOptions
 	fingerprint string
 	log         *slog.Logger
 	depth       int           // tasks in flight per worker
 	grace       time.Duration // between a cancel frame and the kill
 	hardMemory  int64
+	slots       []*slot       // one per worker; complete before any supervisor starts
 	done        chan struct{} // closed when Close starts
 	wg          sync.WaitGroup
 	workerSeq   atomic.Int64
 	closeOnce   sync.Once
 
 	mu          sync.Mutex
-	slots       []*slot
-	queue       runQueue
+	queue       runQueue      // units waiting for a worker, one FIFO per call
 	roomMade    chan struct{} // closed when units leave the queue, if a call waits for room
-	nextID      uint64
-	outstanding int  // units submitted and not released
-	draining    bool // Shutdown: no new calls
-	closing     bool // Close: everything stops
-	drained     chan struct{}
-	broken      error // set while workers keep failing to start
-	startFails  int
+	nextID      uint64        // the last task ID given to a unit sent
+	outstanding int           // units submitted and not released
+	draining    bool          // Shutdown: no new calls
+	closing     bool          // Close: everything stops
+	drained     chan struct{} // closed when draining and outstanding is 0
+	broken      error         // set while workers keep failing to start
+	startFails  int           // starts failed in a row
 	stats       Stats
 }
 

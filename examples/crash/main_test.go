@@ -21,7 +21,7 @@ func TestOutput(t *testing.T) {
 	failed := map[int]*regexp.Regexp{
 		3:  regexp.MustCompile(`^task 3: exit code 2: mp: examples\.crash\.work\[3\]: worker \d+ exited with code 2: unexpected fault address 0x[0-9a-f]+$`),
 		7:  regexp.MustCompile(`^task 7: exit code 3: mp: examples\.crash\.work\[7\]: worker \d+ exited with code 3$`),
-		11: regexp.MustCompile(`^task 11: timeout: mp: examples\.crash\.work\[11\]: task ran past its 500ms timeout: context deadline exceeded$`),
+		11: regexp.MustCompile(`^task 11: timeout: mp: examples\.crash\.work\[11\]: task ran past its 500ms TaskTimeout and was killed: context deadline exceeded$`),
 		15: regexp.MustCompile(`^task 15: panic: mp: examples\.crash\.work\[15\]: task panicked: item 15 is bad$`),
 	}
 	for i, line := range lines[:20] {

@@ -13,6 +13,16 @@ import (
 // slot is one worker place in a pool: its supervisor goroutine starts a
 // worker, feeds it tasks, watches its deadlines and memory, and replaces it
 // when it dies or is retired.
+//
+// A slot's states, as its supervisor moves it through them:
+//
+//	starting  wc set, ready false: exec, handshake, Init (start); a failure
+//	          backs off and starts again
+//	serving   ready true: tasks are sent (step) and frames read (read);
+//	          retire set means no new task, and a restart once idle
+//	dying     the worker's connection ended or it was killed: its units
+//	          are settled (died), and the slot starts again
+//	stopped   the pool closed: the supervisor returns
 type slot struct {
 	p    *Pool
 	n    int
@@ -20,7 +30,7 @@ type slot struct {
 
 	// Guarded by p.mu.
 	wc        *workerConn
-	ready     bool    // handshake and Init done
+	ready     bool    // handshake and Init done, and its reader runs
 	inflight  []*unit // sent to the worker, in the order sent; [0] is running
 	headSince time.Time
 	tasks     int    // tasks sent to this worker
