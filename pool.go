@@ -183,7 +183,14 @@ func (p *Pool) Close() error {
 // [ErrPoolClosed], work already submitted runs to completion, and then the
 // workers exit. If ctx ends first, Shutdown closes the pool as Close does
 // (failing what is left) and returns ctx's error. Like http.Server's
-// Shutdown, it blocks until the pool is closed either way.
+// Shutdown, it blocks until the pool is closed either way. A nil ctx is an
+// error, and leaves the pool open.
+//
+// A service shuts down in this order: stop taking requests (its
+// http.Server's Shutdown), then Shutdown the pool with the time it can
+// give: what is queued and running finishes, and what has not when ctx
+// ends is killed and fails with ErrPoolClosed. To drop queued work instead
+// of draining it, cancel the contexts of the calls that queued it, or Close.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Shutdown") // and the pool goes on: nothing is lost
