@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -271,5 +272,27 @@ func TestRaceInTaskFails(t *testing.T) {
 	exit, ok := errors.AsType[*mp.ExitError](err)
 	if !ok || exit.ExitCode() != 66 || !strings.Contains(err.Error(), "DATA RACE") || !bytes.Contains(exit.Output, []byte("WARNING: DATA RACE")) {
 		t.Errorf("got %v, want an *ExitError with the race report", err)
+	}
+}
+
+func TestShutdownLogsNoWarning(t *testing.T) {
+	// Every worker stopped by a normal Shutdown was logged as a WARN.
+	t.Parallel()
+	var mu sync.Mutex
+	var logged bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p := newPool(t, mp.PoolOptions{Workers: 3, Logger: logger})
+	ctx := bounded(t, 30*time.Second)
+	if _, err := mp.Map(ctx, p, poolSquare, seq(10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := logged.String()
+	if strings.Contains(out, "level=WARN") || strings.Count(out, "worker stopped") != 3 {
+		t.Errorf("Shutdown logged:\n%s\nwant 3 workers stopped at INFO, no WARN", out)
 	}
 }
