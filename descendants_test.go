@@ -1,7 +1,6 @@
 package mp_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -247,19 +246,7 @@ func TestDescendantsDieWithParent(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			ctx := bounded(t, 60*time.Second)
-			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperDescendantsParent$")
-			cmd.Env = append(os.Environ(), helperEnv+"=desc-parent", "MP_TEST_FAMILY_DIR="+dir)
-			cmd.Stderr = os.Stderr
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			sc := bufio.NewScanner(out)
+			cmd, sc := startHelper(t, "TestHelperDescendantsParent", helperEnv+"=desc-parent", "MP_TEST_FAMILY_DIR="+dir)
 			for sc.Scan() {
 				if line := sc.Text(); line == "ready" {
 					break

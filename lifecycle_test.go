@@ -132,12 +132,13 @@ func TestChildrenDieWithParent(t *testing.T) {
 	}
 }
 
-// testChildrenDieWith starts a parent that spawns three children, sends
-// the parent sig, and checks that the children are gone within 2s.
-func testChildrenDieWith(t *testing.T, sig syscall.Signal) {
-	ctx := bounded(t, 60*time.Second)
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperParent$", "-test.v")
-	cmd.Env = append(os.Environ(), helperEnv+"=parent")
+// startHelper runs this test binary's helper test name as a process of its
+// own, with env added, and returns it with a scanner of its stdout. The
+// process is killed when the test ends.
+func startHelper(t *testing.T, name string, env ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.CommandContext(bounded(t, 60*time.Second), os.Args[0], "-test.run=^"+name+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -147,8 +148,14 @@ func testChildrenDieWith(t *testing.T, sig syscall.Signal) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, bufio.NewScanner(out)
+}
+
+// testChildrenDieWith starts a parent that spawns three children, sends
+// the parent sig, and checks that the children are gone within 2s.
+func testChildrenDieWith(t *testing.T, sig syscall.Signal) {
+	cmd, sc := startHelper(t, "TestHelperParent", helperEnv+"=parent")
 	var kids []int
-	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
 		if pid, ok := strings.CutPrefix(line, "child "); ok {
