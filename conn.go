@@ -30,11 +30,14 @@ type WorkerOptions struct {
 	// and last 8 KiB of each worker's stderr for the ExitError of a worker
 	// that dies.
 	Stdout, Stderr io.Writer
-	// GOMAXPROCS sets the worker's runtime.GOMAXPROCS. Zero means Go's
-	// default: GOMAXPROCS from Env or this process's environment if set,
-	// else the CPUs the worker may use. A pool of N workers each running a
-	// single-threaded function does well with 1 here; a function that
-	// spreads its own work over goroutines wants the default.
+	// GOMAXPROCS sets the worker's runtime.GOMAXPROCS (once it starts; the
+	// environment of what it runs is not changed). Zero means the default:
+	// 1 in a pool's workers, as a pool already runs one worker per CPU and a
+	// worker with one thread hands a task over several times faster; Go's
+	// own default (GOMAXPROCS from the environment if set, else the CPUs the
+	// worker may use) in a process started by Spawn, or in a pool's worker
+	// whose Env sets GOMAXPROCS. A task that spreads its own work over
+	// goroutines wants more: set it, or -1 for Go's default.
 	GOMAXPROCS int
 	// StartTimeout bounds a worker's start-up, from exec to handshake, and
 	// then a pool's Init in it. Zero means 10s.
@@ -75,18 +78,15 @@ type workerConn struct {
 // startWorker starts a worker process and sends it our hello. The caller
 // must call handshake before it reads anything else, and close when done.
 func startWorker(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
-	env := o.Env
-	if o.GOMAXPROCS > 0 {
-		env = append(env[:len(env):len(env)], fmt.Sprintf("GOMAXPROCS=%d", o.GOMAXPROCS))
-	}
 	child, err := spawn.Start(spawn.Config{
-		Env: env, Dir: o.Dir, Stdout: o.Stdout, Stderr: o.Stderr, WaitDelay: o.WaitDelay,
+		Env: o.Env, Dir: o.Dir, Stdout: o.Stdout, Stderr: o.Stderr, WaitDelay: o.WaitDelay,
 		Name: hello.Name,
 	})
 	if err != nil {
 		return nil, &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}
 	}
 	hello.MaxFrame = o.maxMessage()
+	hello.MaxProcs = o.GOMAXPROCS
 	wc := &workerConn{
 		child: child,
 		r:     wire.NewReader(child.Conn, hello.MaxFrame),

@@ -216,7 +216,7 @@ func TestInvalidOptionNamesField(t *testing.T) {
 		{mp.PoolOptions{Workers: -1}, "PoolOptions.Workers is -1"},
 		{mp.PoolOptions{TaskTimeout: -time.Second}, "PoolOptions.TaskTimeout is -1s"},
 		{mp.PoolOptions{MaxQueued: -2}, "PoolOptions.MaxQueued is -2"},
-		{mp.PoolOptions{Worker: mp.WorkerOptions{GOMAXPROCS: -1}}, "PoolOptions.Worker.GOMAXPROCS is -1"},
+		{mp.PoolOptions{Worker: mp.WorkerOptions{GOMAXPROCS: -2}}, "PoolOptions.Worker.GOMAXPROCS is -2"},
 	} {
 		_, err := mp.NewPool(t.Context(), tt.opts)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

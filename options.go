@@ -90,13 +90,13 @@ func (o PoolOptions) check() error {
 		{"MaxWorkerMemory", o.MaxWorkerMemory, o.MaxWorkerMemory < 0},
 		{"WorkerMemoryLimit", o.WorkerMemoryLimit, o.WorkerMemoryLimit < 0},
 		{"MaxQueued", o.MaxQueued, o.MaxQueued < 0},
-		{"Worker.GOMAXPROCS", o.Worker.GOMAXPROCS, o.Worker.GOMAXPROCS < 0},
+		{"Worker.GOMAXPROCS", o.Worker.GOMAXPROCS, o.Worker.GOMAXPROCS < -1},
 		{"Worker.MaxMessageSize", o.Worker.MaxMessageSize, o.Worker.MaxMessageSize < 0},
 		{"Worker.StartTimeout", o.Worker.StartTimeout, o.Worker.StartTimeout < 0},
 		{"Worker.WaitDelay", o.Worker.WaitDelay, o.Worker.WaitDelay < 0},
 	} {
 		if f.bad {
-			return fmt.Errorf("mp: NewPool: PoolOptions.%s is %v; it must not be negative (zero means its default)", f.name, f.value)
+			return fmt.Errorf("mp: NewPool: PoolOptions.%s is %v; it must not be negative (zero means its default; GOMAXPROCS may be -1)", f.name, f.value)
 		}
 	}
 	return nil

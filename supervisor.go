@@ -96,7 +96,11 @@ func (s *slot) start() (*workerConn, error) {
 	hello := wire.NewHello(p.fingerprint)
 	hello.Name = fmt.Sprintf("PoolWorker-%d", p.workerSeq.Add(1))
 	hello.ReportRSS = p.opts.MaxWorkerMemory > 0
-	wc, err := startWorker(p.opts.Worker, hello)
+	o := p.opts.Worker
+	if o.GOMAXPROCS == 0 && !hasEnv(o.Env, "GOMAXPROCS") {
+		o.GOMAXPROCS = 1
+	}
+	wc, err := startWorker(o, hello)
 	if err != nil {
 		return nil, err
 	}
@@ -370,4 +374,14 @@ func exitCause(exit *ExitError) string {
 		return "signal"
 	}
 	return "exit"
+}
+
+// hasEnv reports whether env sets key.
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return true
+		}
+	}
+	return false
 }

@@ -26,6 +26,7 @@ type Hello struct {
 	MaxFrame  int    `cbor:"6,keyasint,omitempty"` // frame size limit both ways
 	OneShot   bool   `cbor:"7,keyasint,omitempty"` // exit after the first task
 	ReportRSS bool   `cbor:"8,keyasint,omitempty"` // fill Result.RSS
+	MaxProcs  int    `cbor:"9,keyasint,omitempty"` // the worker's GOMAXPROCS; 0 leaves Go's default
 }
 
 // NewHello returns a Hello for this build.

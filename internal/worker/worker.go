@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -98,6 +99,9 @@ func Serve(conn net.Conn, cfg Config) int {
 	if s.hello, err = wire.ParseHello(f.Payload, me); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return ExitProtocol
+	}
+	if s.hello.MaxProcs > 0 {
+		runtime.GOMAXPROCS(s.hello.MaxProcs)
 	}
 	s.w.SetMax(s.hello.MaxFrame)
 	r.SetMax(s.hello.MaxFrame)

@@ -1,0 +1,90 @@
+package bench_test
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The machine's floor for a round trip between two processes: a Go
+// process writes 64 bytes to a Unix socketpair and another Go process
+// (this test binary, started as an echo server) writes them back. No
+// framing, no codec, no scheduling beyond Go's own: what no pool of
+// processes can beat. run.sh prints it beside Apply.
+
+const echoEnv = "MP_BENCH_ECHO"
+
+// echoServer is what this binary does when started with echoEnv set:
+// echo 64-byte messages on fd 3 until EOF.
+func echoServer() {
+	f := os.NewFile(3, "echo")
+	buf := make([]byte, 64)
+	for {
+		if _, err := io.ReadFull(f, buf); err != nil {
+			os.Exit(0)
+		}
+		if _, err := f.Write(buf); err != nil {
+			os.Exit(0)
+		}
+	}
+}
+
+func init() {
+	if os.Getenv(echoEnv) == "1" {
+		echoServer()
+	}
+}
+
+// startEcho starts the echo server and returns this side of its socket.
+func startEcho(tb testing.TB) *os.File {
+	tb.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), echoEnv+"=1")
+	cmd.ExtraFiles = []*os.File{theirs}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	theirs.Close()
+	tb.Cleanup(func() { ours.Close(); cmd.Wait() })
+	return ours
+}
+
+func roundTrip(f *os.File, buf []byte) error {
+	if _, err := f.Write(buf); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(f, buf)
+	return err
+}
+
+// BenchmarkFloor is one 64-byte round trip to another process and back.
+func BenchmarkFloor(b *testing.B) {
+	f := startEcho(b)
+	buf := make([]byte, 64)
+	if err := roundTrip(f, buf); err != nil { // warm up
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := roundTrip(f, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestFloorEchoes(t *testing.T) {
+	f := startEcho(t)
+	buf := []byte("0123456789012345678901234567890123456789012345678901234567890123")
+	want := string(buf)
+	if err := roundTrip(f, buf); err != nil || string(buf) != want {
+		t.Errorf("echo: got %q, %v", buf, err)
+	}
+}
