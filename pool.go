@@ -279,7 +279,7 @@ func (p *Pool) submit(ctx context.Context, units []*unit, nowait bool) (queued i
 		}
 		p.mu.Unlock()
 		if room > 0 {
-			p.wakeAll()
+			p.kickAll()
 		}
 		if roomMade == nil {
 			return queued, nil

@@ -26,7 +26,7 @@ func (s *slot) read(wc *workerConn, dead chan<- error) {
 			dead <- err
 			return
 		}
-		s.poke()
+		s.kick()
 	}
 }
 

@@ -12,10 +12,19 @@ import (
 // step decides, under the pool's lock, what the supervisor does next:
 // frames to send (new tasks, cancellations, revocations), whether to kill
 // or retire the worker, and how long it may sleep.
-func (s *slot) step(now time.Time, mem memSample) (frames []frame, drop []*unit, kill, retire bool, next time.Duration) {
+//
+// It returns the worker the frames are for, and does nothing (and returns
+// nil) if the slot has no worker ready. The caller must hold s.sendMu, so
+// that frames reach the worker in the order step put their units in flight.
+func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []frame, drop []*unit, kill, retire bool, next time.Duration) {
 	p := s.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	next = time.Hour
+	if !s.ready {
+		return nil, nil, nil, false, false, next
+	}
+	wc = s.wc
 	if s.retire == "" && p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
 		s.retire = "max-tasks"
 	}
@@ -48,7 +57,6 @@ func (s *slot) step(now time.Time, mem memSample) (frames []frame, drop []*unit,
 			s.retire = "max-tasks"
 		}
 	}
-	next = time.Hour
 	frames = s.watchLocked(now, mem, frames, &kill, &next)
 	switch {
 	case kill:
@@ -57,7 +65,62 @@ func (s *slot) step(now time.Time, mem memSample) (frames []frame, drop []*unit,
 	case len(s.inflight) == 0:
 		p.stealLocked(s)
 	}
-	return frames, drop, kill, retire, next
+	return wc, frames, drop, kill, retire, next
+}
+
+// kick does at once, on the calling goroutine (a caller that queued work,
+// or the reader that got a result), what the slot's supervisor would do
+// when poked: send the worker what it should run next. That saves a
+// hand-off to the supervisor, and the thread wake-up that goes with it, on
+// every task. The supervisor is poked only for what it alone does: arm a
+// timer for a deadline or a memory sample, kill or retire the worker, or
+// send what kick could not because the supervisor was sending.
+func (s *slot) kick() {
+	if !s.sendMu.TryLock() {
+		s.poke()
+		return
+	}
+	wc, frames, drop, kill, retire, next := s.step(time.Now(), memSample{})
+	var err error
+	if wc != nil {
+		err = s.send(wc, frames)
+	}
+	s.sendMu.Unlock()
+	for _, u := range drop {
+		s.p.release(u, wire.Result{}, u.failed)
+	}
+	if wc == nil || err != nil || kill || retire || next < time.Hour {
+		s.poke()
+	}
+}
+
+// send writes frames to the worker, in order. If one cannot be written to
+// a live worker, the worker is killed, so that the tasks it holds are not
+// waited for forever; a dead worker's reader reports its end. The caller
+// holds s.sendMu.
+func (s *slot) send(wc *workerConn, frames []frame) error {
+	for _, f := range frames {
+		if err := wc.w.Write(f.kind, f.id, f.head, f.body); err != nil {
+			if !peerGone(err) {
+				s.protocolError(wc, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// kickAll kicks the slots in turn while work is queued.
+func (p *Pool) kickAll() {
+	for _, s := range p.slots {
+		p.mu.Lock()
+		empty := p.queue.len() == 0
+		p.mu.Unlock()
+		if empty {
+			return
+		}
+		s.kick()
+	}
 }
 
 // watchLocked checks the units in flight for cancellation, deadlines and

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-mp/mp/internal/wire"
@@ -24,9 +25,10 @@ import (
 //	          are settled (died), and the slot starts again
 //	stopped   the pool closed: the supervisor returns
 type slot struct {
-	p    *Pool
-	n    int
-	wake chan struct{} // poked when there may be something to do
+	p      *Pool
+	n      int
+	wake   chan struct{} // poked when there may be something to do
+	sendMu sync.Mutex    // held from putting units in flight (step) to writing their frames
 
 	// Guarded by p.mu.
 	wc        *workerConn
@@ -191,20 +193,12 @@ func (s *slot) serve(wc *workerConn) bool {
 		if p.hardMemory > 0 {
 			mem = s.sampleMemory(wc)
 		}
-		frames, drop, kill, retire, next := s.step(time.Now(), mem)
+		s.sendMu.Lock()
+		_, frames, drop, kill, retire, next := s.step(time.Now(), mem)
+		s.send(wc, frames)
+		s.sendMu.Unlock()
 		for _, u := range drop {
 			p.release(u, wire.Result{}, u.failed)
-		}
-		for _, f := range frames {
-			if err := wc.w.Write(f.kind, f.id, f.head, f.body); err != nil {
-				// If the worker is dead, the reader sees it. If the frame
-				// could not be sent, kill the worker, so that the tasks it
-				// holds are not waited for forever.
-				if !peerGone(err) {
-					s.protocolError(wc, err)
-				}
-				break
-			}
 		}
 		if kill {
 			wc.child.KillGroup()
