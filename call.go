@@ -196,8 +196,9 @@ func (b batch[R]) err(i int) error {
 // collector gathers the outcomes of a call's units as workers return them.
 type collector[R any] struct {
 	call
-	pool  *Pool
-	apply bool // errors carry index -1
+	pool   *Pool
+	apply  bool       // errors carry index -1
+	future *Future[R] // an ApplyAsync's, resolved by resolve itself
 
 	mu      sync.Mutex
 	ready   []batch[R]
@@ -238,6 +239,19 @@ func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {
 		if err != nil {
 			b.errs[i] = c.taskError(u.index+i, err)
 		}
+	}
+	if c.future != nil {
+		// An ApplyAsync: resolve its Future here, on the reader's
+		// goroutine, rather than keep a goroutine waiting for every Future.
+		c.mu.Lock()
+		c.pending--
+		c.mu.Unlock()
+		fu := c.future
+		fu.value, fu.err = b.values[0], b.err(0)
+		close(fu.done)
+		c.stopWatch()
+		c.cancel(errCallDone)
+		return
 	}
 	c.mu.Lock()
 	c.ready = append(c.ready, b)

@@ -26,7 +26,11 @@ func (s *slot) read(wc *workerConn, dead chan<- error) {
 			dead <- err
 			return
 		}
-		s.kick()
+		if wc.r.Buffered() == 0 {
+			// Every frame received so far is handled: send the worker
+			// what it should run next, all at once.
+			s.kick()
+		}
 	}
 }
 
@@ -159,7 +163,9 @@ func (s *slot) takeLocked(id uint64) *unit {
 		if u.id == id {
 			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
 			if i == 0 {
-				s.headSince = time.Now()
+				now := time.Now()
+				s.observeLocked(now.Sub(s.headSince))
+				s.headSince = now
 			}
 			return u
 		}

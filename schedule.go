@@ -28,7 +28,7 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 	if s.retire == "" && p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
 		s.retire = "max-tasks"
 	}
-	for s.retire == "" && len(s.inflight) < p.depth {
+	for s.retire == "" && len(s.inflight) < s.depthLocked() {
 		if len(s.inflight) > 0 && p.idleLocked(s) {
 			// Do not queue a task behind a running one while another
 			// worker is idle: it goes to that worker instead.
@@ -99,15 +99,19 @@ func (s *slot) kick() {
 // waited for forever; a dead worker's reader reports its end. The caller
 // holds s.sendMu.
 func (s *slot) send(wc *workerConn, frames []frame) error {
+	var err error
 	for _, f := range frames {
-		if err := wc.w.Write(f.kind, f.id, f.head, f.body); err != nil {
-			if !peerGone(err) {
-				s.protocolError(wc, err)
-			}
-			return err
+		if err = wc.w.Add(f.kind, f.id, f.head, f.body); err != nil {
+			break
 		}
 	}
-	return nil
+	if ferr := wc.w.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil && !peerGone(err) {
+		s.protocolError(wc, err)
+	}
+	return err
 }
 
 // kickAll kicks the slots in turn while work is queued.
@@ -212,21 +216,57 @@ func (p *Pool) idleLocked(s *slot) bool {
 	return false
 }
 
-// stealLocked lets the idle slot s take a task that another worker holds
-// queued behind a running one: that worker is asked to revoke it, and if it
-// has not started it, it comes back to the queue for s. So a slow task never
-// holds a queued one back while a worker is idle.
+// stealLocked lets the idle slot s take tasks that another worker holds
+// queued behind a running one: that worker is asked to revoke the later
+// half of them, and those it has not started come back to the queue for s.
+// So a slow task never holds queued ones back while a worker is idle.
 func (p *Pool) stealLocked(s *slot) {
 	for _, o := range p.slots {
 		if o == s || len(o.inflight) < 2 {
 			continue
 		}
-		u := o.inflight[len(o.inflight)-1]
-		if u.stolen || u.revokeSent || u.failed != nil {
-			continue
+		took := false
+		queued := o.inflight[1:]
+		for _, u := range queued[len(queued)/2:] {
+			if u.stolen || u.revokeSent || u.failed != nil {
+				continue
+			}
+			u.stolen, took = true, true
 		}
-		u.stolen = true
-		o.poke()
+		if took {
+			o.poke()
+			return
+		}
+	}
+}
+
+// Depth: how many tasks a worker holds at once, the one it runs and those
+// queued behind it, so that it never waits for the parent between two. It
+// adapts to how long the worker's tasks take: as many as run in
+// depthBudget (so that a task queued in a worker waits no longer than
+// that), between minDepth and maxDepth.
+const (
+	minDepth    = 2
+	maxDepth    = 64
+	depthBudget = time.Millisecond
+)
+
+// depthLocked returns how many tasks the slot's worker may hold.
+func (s *slot) depthLocked() int {
+	if s.avgTask <= 0 {
+		return minDepth
+	}
+	return int(min(max(depthBudget/s.avgTask, minDepth), maxDepth))
+}
+
+// observeLocked records how long the task at the head of the worker took,
+// from when it became the head (sent to an idle worker, or the one before
+// it returned) to its result.
+func (s *slot) observeLocked(took time.Duration) {
+	took = max(took, time.Microsecond)
+	if s.avgTask == 0 {
+		s.avgTask = took
 		return
 	}
+	s.avgTask += (took - s.avgTask) / 8
 }

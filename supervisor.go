@@ -35,10 +35,11 @@ type slot struct {
 	ready     bool    // handshake and Init done, and its reader runs
 	inflight  []*unit // sent to the worker, in the order sent; [0] is running
 	headSince time.Time
-	tasks     int    // tasks sent to this worker
-	retire    string // why the worker is to be replaced once idle
-	kill      string // why the worker was killed
-	killID    uint64 // the task it was killed for
+	tasks     int           // tasks sent to this worker
+	retire    string        // why the worker is to be replaced once idle
+	kill      string        // why the worker was killed
+	killID    uint64        // the task it was killed for
+	avgTask   time.Duration // a moving average of how long its tasks take, for its depth
 }
 
 func (s *slot) poke() {

@@ -103,6 +103,10 @@ func NewReader(r io.Reader, max int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: limit(max)}
 }
 
+// Buffered returns how many bytes have been received and not yet read as
+// frames: zero means the next Read waits for the peer.
+func (r *Reader) Buffered() int { return r.r.Buffered() }
+
 // SetMax changes the payload size limit, as agreed in a handshake.
 func (r *Reader) SetMax(max int) {
 	if max > 0 {
@@ -143,10 +147,17 @@ func (r *Reader) readBody(hdr []byte) (Frame, error) {
 
 // Writer writes frames to a connection. It is not safe for concurrent use.
 type Writer struct {
-	w   io.Writer
-	max int
-	hdr [HeaderSize]byte
-	buf net.Buffers
+	w       io.Writer
+	max     int
+	pending []pendingFrame // added and not yet flushed
+	buf     net.Buffers
+}
+
+// pendingFrame is a frame added to a Writer: its header, and its payload
+// in parts, which the Writer does not copy.
+type pendingFrame struct {
+	hdr   [HeaderSize]byte
+	parts [][]byte
 }
 
 // NewWriter returns a Writer that refuses payloads over max bytes
@@ -168,6 +179,15 @@ func (w *Writer) Max() int { return w.max }
 // Write sends one frame whose payload is the concatenation of parts. Header
 // and parts go out in one vectored write, so a large payload is never copied.
 func (w *Writer) Write(kind Kind, id uint64, parts ...[]byte) error {
+	if err := w.Add(kind, id, parts...); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// Add queues a frame, to be sent by the next Flush: several frames then go
+// out in one vectored write. The parts must not change until then.
+func (w *Writer) Add(kind Kind, id uint64, parts ...[]byte) error {
 	size := 0
 	for _, p := range parts {
 		size += len(p)
@@ -175,17 +195,36 @@ func (w *Writer) Write(kind Kind, id uint64, parts ...[]byte) error {
 	if size > w.max {
 		return &FrameTooLargeError{Size: int64(size), Limit: w.max}
 	}
-	binary.BigEndian.PutUint32(w.hdr[0:4], uint32(size+HeaderSize-4))
-	w.hdr[4] = byte(kind)
-	binary.BigEndian.PutUint64(w.hdr[5:13], id)
-	w.buf = append(w.buf[:0], w.hdr[:])
-	for _, p := range parts {
-		if len(p) > 0 {
-			w.buf = append(w.buf, p)
+	w.pending = append(w.pending, pendingFrame{})
+	f := &w.pending[len(w.pending)-1]
+	binary.BigEndian.PutUint32(f.hdr[0:4], uint32(size+HeaderSize-4))
+	f.hdr[4] = byte(kind)
+	binary.BigEndian.PutUint64(f.hdr[5:13], id)
+	f.parts = append(f.parts[:0], parts...)
+	return nil
+}
+
+// Flush sends the frames added since the last Flush, in one vectored write.
+func (w *Writer) Flush() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	w.buf = w.buf[:0]
+	for i := range w.pending {
+		f := &w.pending[i]
+		w.buf = append(w.buf, f.hdr[:])
+		for _, p := range f.parts {
+			if len(p) > 0 {
+				w.buf = append(w.buf, p)
+			}
 		}
 	}
 	bufs := w.buf
 	_, err := bufs.WriteTo(w.w)
 	clear(w.buf[:cap(w.buf)])
+	for i := range w.pending {
+		clear(w.pending[i].parts)
+	}
+	w.pending = w.pending[:0]
 	return err
 }
