@@ -52,6 +52,9 @@ func Marshal[T any](v T) ([]byte, error) {
 	if b, ok := any(v).([]byte); ok && IsRaw[T]() {
 		return b, nil
 	}
+	if b, ok := marshalFast(any(v)); ok {
+		return b, nil
+	}
 	return encMode.Marshal(v)
 }
 
@@ -60,6 +63,9 @@ func Unmarshal[T any](data []byte) (T, error) {
 	var v T
 	if p, ok := any(&v).(*[]byte); ok && IsRaw[T]() {
 		*p = data
+		return v, nil
+	}
+	if unmarshalFast(data, any(&v)) {
 		return v, nil
 	}
 	if err := decMode.Unmarshal(data, &v); err != nil {
