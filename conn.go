@@ -21,14 +21,14 @@ type WorkerOptions struct {
 	// Dir is the worker's working directory; empty means this process's.
 	Dir string
 	// Stdout and Stderr receive the worker's output; nil means this
-	// process's own. A writer that is not an *os.File (a bytes.Buffer, a
-	// logger) may be shared by every worker, by both streams and by other
-	// pools: mp writes to it from one goroutine at a time, in whole lines,
-	// so lines of different workers never mix (a line without a newline is
-	// passed on at 64 KiB, or when its worker exits). An *os.File is
-	// written by the workers directly. Whatever they are, mp keeps the first
-	// and last 8 KiB of each worker's stderr for the ExitError of a worker
-	// that dies.
+	// process's own. A writer may be shared by every worker, by both
+	// streams and by other pools (a bytes.Buffer, a logger): mp writes to
+	// it from one goroutine at a time, in whole lines, so lines of different
+	// workers never mix (a line without a newline is passed on at 64 KiB, or
+	// when its worker exits). A writer that blocks holds up only the
+	// workers that write to it. An *os.File for Stdout is written by the
+	// workers directly; stderr always passes through mp, which keeps its
+	// first and last 8 KiB for the ExitError of a worker that dies.
 	Stdout, Stderr io.Writer
 	// GOMAXPROCS sets the worker's runtime.GOMAXPROCS (once it starts; the
 	// environment of what it runs is not changed). Zero means the default:

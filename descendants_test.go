@@ -157,6 +157,26 @@ func TestDescendantsDie(t *testing.T) {
 			},
 		},
 		{
+			// An item of a chunk that overruns makes its worker exit on its
+			// own, which takes its descendants along.
+			name: "timeout in a chunk",
+			opts: mp.PoolOptions{Workers: 1, TaskTimeout: 300 * time.Millisecond},
+			fam:  family{Block: true},
+			act: func(t *testing.T, p *mp.Pool, fam family) []int {
+				other := family{Dir: t.TempDir()} // the chunk's second item: quick
+				_, errs, err := mp.MapAll(bounded(t, 30*time.Second), p, descStart, []family{fam, other}, mp.ChunkSize(2))
+				if err != nil || !errors.Is(errAt(errs, 0), mp.ErrTaskTimeout) || errAt(errs, 1) != nil {
+					t.Fatalf("got %v, %v; want item 0 to time out, item 1 to succeed", errs, err)
+				}
+				pids := familyPIDs(t, fam.Dir)
+				// The second item's family was started by a worker that lives.
+				for _, pid := range familyPIDs(t, other.Dir) {
+					t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+				}
+				return pids
+			},
+		},
+		{
 			name: "close",
 			opts: mp.PoolOptions{Workers: 1},
 			act: func(t *testing.T, p *mp.Pool, fam family) []int {

@@ -309,6 +309,10 @@ func callError(fn string, err error) error {
 	return &prefixedError{prefix: "mp: " + fn + ": ", err: err}
 }
 
+// raceExitCode is the exit code of a race-enabled program that the race
+// detector stopped.
+const raceExitCode = 66
+
 // nilContext is the error of a call made with a nil context, which in Go
 // is always a mistake (os/exec panics on it; mp says so instead).
 func nilContext(op string) error {

@@ -261,6 +261,42 @@ var hardRace = mp.Register("test.hard.race", func(ctx context.Context, n int) (i
 	return x, nil
 })
 
+// hardRaceOnce races only where the file at path does not exist yet, and
+// makes it: run again, it does not race.
+var hardRaceOnce = mp.Register("test.hard.race-once", func(ctx context.Context, path string) (int, error) {
+	if _, err := os.Stat(path); err == nil {
+		return 0, nil
+	}
+	os.WriteFile(path, nil, 0o600)
+	var x int
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for i := range 100000 {
+				x = i
+			}
+		})
+	}
+	wg.Wait()
+	return x, nil
+})
+
+func TestRaceInChunkIsFinal(t *testing.T) {
+	// A chunk whose worker died was split and run again: a race that did
+	// not happen again went unreported.
+	if !raceEnabled {
+		t.Skip("needs -race")
+	}
+	t.Parallel()
+	var stderr bytes.Buffer
+	p := newPool(t, mp.PoolOptions{Workers: 1, Worker: mp.WorkerOptions{Stderr: &stderr}})
+	marker := filepath.Join(t.TempDir(), "raced")
+	_, err := mp.Map(bounded(t, 30*time.Second), p, hardRaceOnce, []string{marker, marker}, mp.ChunkSize(2))
+	if exit, ok := errors.AsType[*mp.ExitError](err); !ok || exit.ExitCode() != 66 {
+		t.Errorf("got %v, want the race report as an *ExitError", err)
+	}
+}
+
 func TestRaceInTaskFails(t *testing.T) {
 	if !raceEnabled {
 		t.Skip("needs -race")
@@ -295,4 +331,26 @@ func TestShutdownLogsNoWarning(t *testing.T) {
 	if strings.Contains(out, "level=WARN") || strings.Count(out, "worker stopped") != 3 {
 		t.Errorf("Shutdown logged:\n%s\nwant 3 workers stopped at INFO, no WARN", out)
 	}
+}
+
+var hardSlowInit = mp.Register("test.hard.slow-init", func(ctx context.Context, d time.Duration) (struct{}, error) {
+	time.Sleep(d)
+	return struct{}{}, nil
+})
+
+func TestNewPoolDeadlineDuringInit(t *testing.T) {
+	// Close waited for workers still in their Init, so NewPool overran its ctx.
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := mp.NewPool(ctx, mp.PoolOptions{Workers: 2, Init: mp.Bind(hardSlowInit, 20*time.Second)})
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v, want DeadlineExceeded", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("NewPool returned %v after its 300ms deadline, want promptly", took)
+	}
+	t.Logf("NewPool returned after %v", took)
 }

@@ -160,9 +160,10 @@ func Progress(fn func(done, total int)) CallOption {
 // instead of waiting, when the pool's queue has no room for all of its
 // tasks (see [PoolOptions.MaxQueued]); then none of them runs. It is how a
 // service under overload refuses work: answer 503 and let the client retry.
-// Without MaxQueued it changes nothing. An Imap with NoWait fails where the
-// queue is full as it reads its input: the items it already queued run, and
-// it yields ErrQueueFull once and stops.
+// Without MaxQueued it changes nothing. An Imap with NoWait that finds the
+// queue full as it reads its input yields ErrQueueFull once and stops, like
+// a loop that breaks: the items it queued and has not yielded are
+// cancelled.
 func NoWait() CallOption {
 	return optionFunc(func(c *callConfig) { c.nowait = true })
 }

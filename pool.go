@@ -20,8 +20,9 @@ import (
 // A worker that dies (a crash, os.Exit, a kill, a fatal runtime error)
 // fails only the tasks it held, and is replaced; a task past its deadline
 // is killed with its worker, which is replaced too. The pool never hangs
-// and never breaks for a dead worker; only workers that cannot start at all
-// (see [PoolOptions.Init]) stop it.
+// and never breaks for a dead worker. While no worker is ready and new ones
+// keep failing to start (see [PoolOptions.Init]), calls fail at once with
+// [ErrWorkerStart]; the pool keeps trying, and recovers when one starts.
 //
 // A pool must be closed with Close or Shutdown, which stop its workers.
 //
@@ -164,9 +165,12 @@ func (p *Pool) Close() error {
 		p.mu.Lock()
 		p.closing, p.draining = true, true
 		queued := p.queue.removeAll()
+		p.dequeuedLocked()
 		for _, s := range p.slots {
-			if s.wc != nil && len(s.inflight) > 0 {
-				s.wc.child.KillGroup() // its supervisor stops the idle ones
+			if s.wc != nil && (!s.ready || len(s.inflight) > 0) {
+				// Busy, or still starting (a handshake, an Init): killed
+				// now. Its supervisor stops an idle one gently.
+				s.wc.child.KillGroup()
 			}
 		}
 		p.mu.Unlock()
@@ -181,7 +185,9 @@ func (p *Pool) Close() error {
 
 // Shutdown stops the pool gracefully: calls made afterwards fail with
 // [ErrPoolClosed], work already submitted runs to completion, and then the
-// workers exit. If ctx ends first, Shutdown closes the pool as Close does
+// workers exit. (A Map or Imap that is still waiting for room in a bounded
+// queue, see [PoolOptions.MaxQueued], has not submitted all of its work: it
+// fails with ErrPoolClosed, and what it queued is cancelled.) If ctx ends first, Shutdown closes the pool as Close does
 // (failing what is left) and returns ctx's error. Like http.Server's
 // Shutdown, it blocks until the pool is closed either way. A nil ctx is an
 // error, and leaves the pool open.
@@ -380,13 +386,24 @@ func (p *Pool) startFailed(err error) {
 	p.mu.Lock()
 	p.startFails++
 	var failed []*unit
-	if p.startFails >= crashLoop {
+	if p.startFails >= crashLoop && !p.anyReadyLocked() {
 		p.broken = fmt.Errorf("%w: %d workers in a row failed to start (the pool keeps trying); the last: %w", ErrWorkerStart, p.startFails, err)
 		failed = p.queue.removeAll()
+		p.dequeuedLocked() // calls waiting for room fail now, not at their deadline
 	}
 	broken := p.broken
 	p.mu.Unlock()
 	for _, u := range failed {
 		p.release(u, wire.Result{}, broken)
 	}
+}
+
+// anyReadyLocked reports whether some worker is ready to take tasks.
+func (p *Pool) anyReadyLocked() bool {
+	for _, s := range p.slots {
+		if s.ready {
+			return true
+		}
+	}
+	return false
 }

@@ -11,11 +11,15 @@ import (
 	"github.com/go-mp/mp"
 )
 
-// schedGate waits until the file at path exists (or its ctx ends).
+// schedGate waits until the file at path exists (or its ctx ends); if
+// path+".die" exists, its worker exits.
 var schedGate = mp.Register("test.sched.gate", func(ctx context.Context, path string) (int, error) {
 	for {
 		if _, err := os.Stat(path); err == nil {
 			return 1, nil
+		}
+		if _, err := os.Stat(path + ".die"); err == nil {
+			os.Exit(3)
 		}
 		select {
 		case <-ctx.Done():
@@ -99,6 +103,16 @@ func TestMaxQueued(t *testing.T) {
 		}
 		mapped <- err
 	}()
+	for range 20 { // while the gate is shut, the Map waits for room
+		if q := p.Stats().TasksQueued; q > 2 {
+			t.Fatalf("%d tasks queued, over MaxQueued", q)
+		}
+		select {
+		case err := <-mapped:
+			t.Fatalf("the Map returned (%v) while the queue was full", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -198,5 +212,37 @@ func TestTaskTimeoutTellsApart(t *testing.T) {
 	_, err := mp.Apply(short, p2, poolSlow, time.Hour)
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, mp.ErrTaskTimeout) {
 		t.Errorf("past the caller's deadline: got %v, want DeadlineExceeded and not ErrTaskTimeout", err)
+	}
+}
+
+func TestBrokenPoolFailsWaitingCalls(t *testing.T) {
+	// A call waiting for room in a full queue waited for its own deadline
+	// when the pool broke, instead of failing with ErrWorkerStart.
+	t.Parallel()
+	dir := t.TempDir()
+	poison, gate := filepath.Join(dir, "poison"), filepath.Join(dir, "gate")
+	p := newPool(t, mp.PoolOptions{Workers: 1, MaxQueued: 1, Init: mp.Bind(poolInitPoisoned, poison)})
+	ctx := bounded(t, 60*time.Second)
+	for range 3 { // two in the worker, one queued: full
+		mp.ApplyAsync(ctx, p, schedGate, gate)
+	}
+	for p.Stats().TasksQueued != 1 {
+		if ctx.Err() != nil {
+			t.Fatal("the queue never filled")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := mp.Apply(ctx, p, poolSquare, 2)
+		waiting <- err
+	}()
+	for _, f := range []string{poison, gate + ".die"} { // Init fails from now on; the worker dies
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-waiting; !errors.Is(err, mp.ErrWorkerStart) {
+		t.Errorf("a call waiting for room: got %v, want ErrWorkerStart", err)
 	}
 }

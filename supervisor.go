@@ -269,7 +269,8 @@ func (s *slot) died(wc *workerConn, err error) {
 	if err != nil {
 		cause = exitCause(exit)
 	}
-	if !p.closing {
+	closing := p.closing
+	if !closing {
 		p.stats.Restarts++
 		p.stats.RestartCauses[cause]++
 	}
@@ -277,7 +278,7 @@ func (s *slot) died(wc *workerConn, err error) {
 	p.mu.Unlock()
 
 	switch {
-	case p.closing:
+	case closing:
 		p.log.Info("mp: worker stopped", "slot", s.n, "pid", exit.PID, "err", exit)
 	case err != nil:
 		p.log.Warn("mp: worker died", "slot", s.n, "pid", exit.PID, "cause", cause, "err", exit, "tasks_lost", len(failed), "tasks_requeued", len(requeue))
@@ -322,6 +323,10 @@ func (p *Pool) settleLocked(inflight []*unit, exit *ExitError, killedID uint64) 
 			// was killed for had finished: either way not at fault.
 			u.reset()
 			requeue = append(requeue, u)
+		case raceEnabled && exit.ExitCode() == raceExitCode:
+			// The race detector stopped the worker: the report is the
+			// outcome, and running the items again might not race.
+			failed = append(failed, failure{u, exit})
 		case u.n > 1:
 			requeue = append(requeue, p.replaceLocked(u, u.split()...)...)
 			p.replaceLocked(u)

@@ -21,6 +21,7 @@ var orphans struct {
 	once   sync.Once
 	mu     sync.Mutex
 	groups map[int]bool // worker process groups (a worker's pid) whose orphans are ours to reap
+	killed map[int]bool // descendants of workers that left their groups, killed by killTree
 	live   map[int]bool // workers themselves, reaped by their exec.Cmd
 }
 
@@ -50,6 +51,7 @@ func disown(pid int) {
 
 func startReaper() {
 	orphans.groups = make(map[int]bool)
+	orphans.killed = make(map[int]bool)
 	orphans.live = make(map[int]bool)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGCHLD)
@@ -76,11 +78,13 @@ func reapOrphans() {
 	used := make(map[int]bool)
 	for _, p := range processes() {
 		used[p.pgrp] = true
-		if p.ppid != me || !orphans.groups[p.pgrp] || orphans.live[p.pid] || !zombie(p.pid) {
+		ours := orphans.groups[p.pgrp] || orphans.killed[p.pid]
+		if p.ppid != me || !ours || orphans.live[p.pid] || !zombie(p.pid) {
 			continue
 		}
 		var ws unix.WaitStatus
 		unix.Wait4(p.pid, &ws, unix.WNOHANG, nil)
+		delete(orphans.killed, p.pid)
 	}
 	for g := range orphans.groups {
 		if !used[g] && !orphans.live[g] {
@@ -101,4 +105,20 @@ func zombie(pid int) bool {
 		}
 	}
 	return false
+}
+
+// adoptKilled records descendants of a worker that killTree killed outside
+// the worker's group, for the reaper of a PID 1 parent: they die as its
+// children. (A pid that is never seen as our zombie stays recorded; there
+// are few, one per such descendant killed.)
+func adoptKilled(pids []int) {
+	if os.Getpid() != 1 || len(pids) == 0 {
+		return
+	}
+	orphans.once.Do(startReaper)
+	orphans.mu.Lock()
+	for _, pid := range pids {
+		orphans.killed[pid] = true
+	}
+	orphans.mu.Unlock()
 }

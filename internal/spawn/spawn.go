@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -30,11 +29,6 @@ import (
 const EnvMarker = "MP_WORKER_FD"
 
 const childFD = 3 // ExtraFiles[0]
-
-// ParentDeathSignal is the signal a worker gets when its parent dies (on
-// Linux; elsewhere it sees only EOF on its connection). A worker handles it
-// by killing its descendants and then dying of it.
-const ParentDeathSignal = syscall.SIGTERM
 
 // ErrRecursive is returned by [Start] in a process that was started as a
 // worker but never became one: its main did not call mp.Main, so it ran as a
@@ -63,9 +57,13 @@ type Child struct {
 	Cmd  *exec.Cmd
 	Conn *net.UnixConn // the parent's end of the socketpair
 
-	tail  *tailBuffer
-	flush []*lineWriter // nil entries for streams written directly
-	done  chan struct{}
+	tail     *tailBuffer
+	flush    []*lineWriter // nil entries for streams written directly
+	waitStop time.Duration // how long reap waits for output to flush
+	done     chan struct{}
+
+	mu     sync.Mutex
+	exited bool // the process has exited: its pid may be reaped, and reused
 }
 
 // Start starts a worker. The caller owns the returned Child: it must close
@@ -113,9 +111,9 @@ func Start(cfg Config) (*Child, error) {
 		stderr = os.Stderr
 	}
 	var lw *lineWriter
-	cmd.Stdout, lw = newOutput(stdout)
+	cmd.Stdout, lw = newOutput(stdout, false)
 	c.flush = append(c.flush, lw)
-	stderr, lw = newOutput(stderr)
+	stderr, lw = newOutput(stderr, true) // through a pipe anyway, for the tail
 	c.flush = append(c.flush, lw)
 	cmd.Stderr = io.MultiWriter(stderr, c.tail)
 	cmd.SysProcAttr = sysProcAttr()
@@ -123,10 +121,12 @@ func Start(cfg Config) (*Child, error) {
 	if cmd.WaitDelay <= 0 {
 		cmd.WaitDelay = 2 * time.Second
 	}
+	c.waitStop = cmd.WaitDelay
 	c.Cmd = cmd
 
 	if err := startOnStarterThread(cmd); err != nil {
 		parentEnd.Close()
+		c.release()
 		return nil, fmt.Errorf("mp: starting worker %s: %w", path, err)
 	}
 	conn, err := net.FileConn(parentEnd)
@@ -142,19 +142,46 @@ func Start(cfg Config) (*Child, error) {
 	return c, nil
 }
 
+// release lets go of the locks of the writers of the worker's output.
+func (c *Child) release() {
+	for _, lw := range c.flush {
+		if lw != nil {
+			lw.release()
+		}
+	}
+}
+
 func (c *Child) reap() {
 	// Once the worker has exited, and before it is reaped (so that its pid,
 	// which names its process group, cannot be reused), kill what is left
 	// of its group: what a task started must not outlive its worker, however
 	// the worker ended.
-	awaitExit(c.PID())
-	killGroup(c.PID())
+	if awaitExit(c.PID()) {
+		c.mu.Lock()
+		c.exited = true // from now on KillGroup must not signal this pid
+		killGroup(c.PID())
+		c.mu.Unlock()
+	}
 	c.Cmd.Wait() // its error is in State; Output has the stderr
+	c.mu.Lock()
+	c.exited = true
+	c.mu.Unlock()
 	disown(c.PID())
-	for _, lw := range c.flush {
-		if lw != nil {
-			lw.Flush()
+	// What is left of a last line goes out; a user's writer that blocks
+	// holds up the end of its workers for WaitDelay at most.
+	flushed := make(chan struct{})
+	go func() {
+		for _, lw := range c.flush {
+			if lw != nil {
+				lw.Flush()
+			}
 		}
+		c.release()
+		close(flushed)
+	}()
+	select {
+	case <-flushed:
+	case <-time.After(c.waitStop):
 	}
 	close(c.done)
 }
@@ -184,10 +211,10 @@ func (c *Child) Signal(sig os.Signal) error {
 // started that stayed in the group), and on Linux to every other
 // descendant it has (what left the group but whose parent still lives).
 func (c *Child) KillGroup() error {
-	select {
-	case <-c.done:
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exited {
 		return os.ErrProcessDone
-	default:
 	}
 	return killTree(c.Cmd.Process.Pid)
 }

@@ -10,10 +10,19 @@ import (
 func sysProcAttr() *syscall.SysProcAttr {
 	// Pdeathsig is a backstop only: a worker's first line of defence is EOF
 	// on its connection, which it sees however its parent died. It is
-	// SIGTERM, not SIGKILL, so that the worker can kill its own descendants
-	// before it dies (see ParentDeathSignal).
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: ParentDeathSignal}
+	// a signal of its own, not SIGKILL, so that the worker can kill its own
+	// descendants before it dies (see ParentDeathSignal).
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: parentDeathSignal}
 }
+
+// parentDeathSignal is a real-time signal that nothing else sends a
+// worker: SIGRTMIN+6 (the C library keeps the first two for itself).
+const parentDeathSignal = syscall.Signal(40)
+
+// ParentDeathSignal is the signal a worker gets when its parent dies. A
+// worker handles it by killing its descendants, then its process group and
+// itself. It is nil where there is no parent-death signal.
+var ParentDeathSignal os.Signal = parentDeathSignal
 
 func self() (string, error) { return "/proc/self/exe", nil }
 

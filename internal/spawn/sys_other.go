@@ -39,3 +39,6 @@ func supported() error { return nil }
 func closeOnExec(fd int) { syscall.CloseOnExec(fd) }
 
 func setCommandName(name string) {}
+
+// ParentDeathSignal is nil here: a worker sees its parent die only as EOF.
+var ParentDeathSignal os.Signal

@@ -30,8 +30,14 @@ func killTree(pid int) error { return supported() }
 // KillDescendants does nothing: no worker runs here.
 func KillDescendants() {}
 
-func awaitExit(pid int) {}
+func awaitExit(pid int) bool { return false }
+
+// KillOwnGroup does nothing: no worker runs here.
+func KillOwnGroup() {}
 
 func closeOnExec(fd int) {}
 
 func setCommandName(name string) {}
+
+// ParentDeathSignal is nil here: a worker sees its parent die only as EOF.
+var ParentDeathSignal os.Signal

@@ -76,6 +76,7 @@ func killTree(pid int) error {
 	for _, d := range below {
 		unix.Kill(d, unix.SIGKILL)
 	}
+	adoptKilled(below) // a PID 1 parent reaps them
 	return err
 }
 
@@ -91,15 +92,21 @@ func KillDescendants() {
 }
 
 // awaitExit blocks until process pid has exited, without reaping it, so
-// that its process group can be swept while its pid cannot be reused.
-func awaitExit(pid int) {
+// that its process group can be swept while its pid cannot be reused. It
+// reports whether it could wait so.
+func awaitExit(pid int) bool {
 	var info unix.Siginfo
 	for {
 		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
 		if err != unix.EINTR {
-			return
+			return err == nil
 		}
 	}
 }
+
+// KillOwnGroup kills this process's group, this process included: the last
+// act of a worker whose parent died, which catches what its tasks started
+// after KillDescendants looked.
+func KillOwnGroup() { unix.Kill(0, unix.SIGKILL) }
 
 func itoa(n int) string { return strconv.Itoa(n) }

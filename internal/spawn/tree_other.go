@@ -11,5 +11,9 @@ func killTree(pid int) error { return killGroup(pid) }
 // group is swept by the parent when the worker exits, if the parent lives.
 func KillDescendants() {}
 
-// awaitExit returns at once: the group is swept after the process is reaped.
-func awaitExit(pid int) {}
+// awaitExit returns false at once: the group is swept after the process
+// is reaped.
+func awaitExit(pid int) bool { return false }
+
+// KillOwnGroup does nothing here: there is no parent-death signal to act on.
+func KillOwnGroup() {}

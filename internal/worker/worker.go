@@ -119,20 +119,22 @@ func exit(code int) {
 	os.Exit(code)
 }
 
-// dieWithParent makes the worker kill its descendants, then die, when it
-// gets the parent-death signal (or a plain SIGTERM from anyone): the
-// signal reaches the worker only, not the processes its tasks started.
+// dieWithParent makes the worker kill its descendants, then its process
+// group and itself, when it gets the parent-death signal: the signal reaches
+// the worker only, not the processes its tasks started. It is a signal
+// nothing else sends, so the worker's own handling of SIGTERM and the like
+// is its tasks' business.
 func dieWithParent() {
+	if spawn.ParentDeathSignal == nil {
+		return
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, spawn.ParentDeathSignal)
 	go func() {
-		sig := <-sigs
+		<-sigs
 		spawn.KillDescendants()
-		signal.Reset(sig)
-		if p, err := os.FindProcess(os.Getpid()); err == nil {
-			p.Signal(sig) // die of it, so that a parent sees how the worker ended
-		}
-		os.Exit(ExitOK) // not reached where the signal kills
+		spawn.KillOwnGroup()
+		os.Exit(ExitOK) // not reached where the group kill works
 	}()
 }
 
@@ -153,7 +155,7 @@ func (s *server) read(r *wire.Reader) {
 			body, err := wire.ParseTask(f.Payload)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
-				os.Exit(ExitProtocol)
+				exit(ExitProtocol)
 			}
 			s.mu.Lock()
 			s.queue = append(s.queue, &task{id: f.ID, body: body})
@@ -168,7 +170,7 @@ func (s *server) read(r *wire.Reader) {
 			s.cancel(f.ID, false)
 		default:
 			fmt.Fprintf(os.Stderr, "mp: worker %d: unexpected %v frame\n", os.Getpid(), f.Kind)
-			os.Exit(ExitProtocol)
+			exit(ExitProtocol)
 		}
 	}
 }
@@ -378,7 +380,7 @@ func (s *server) watch(t *task, i int) *time.Timer {
 		// Keep the lock to the end: run needs it to finish the task, so
 		// the task's result cannot be sent after this report.
 		s.write(wire.KindOverrun, t.id, binary.BigEndian.AppendUint32(nil, uint32(i)))
-		os.Exit(ExitOverrun)
+		exit(ExitOverrun)
 	})
 }
 
