@@ -61,7 +61,9 @@
 // # Descendants
 //
 // A worker exits when its parent dies, however it dies: it sees its
-// connection close (and on Linux it also gets SIGTERM from the kernel), and
+// connection close (and on Linux it also gets a parent-death signal of
+// mp's own from the kernel: a real-time signal, so that SIGTERM is left to
+// the program's own handling), and
 // it kills its descendants before it exits. When the parent kills a worker
 // (a timeout, a memory limit, Close), it kills the worker's process group
 // and every descendant of the worker it finds in /proc; when a worker exits

@@ -247,7 +247,9 @@ func (p *Process[R]) ExitCode() int {
 // process has exited.
 func (p *Process[R]) Signal(sig os.Signal) error { return p.wc.child.Signal(sig) }
 
-// Terminate asks the process to stop with SIGTERM.
+// Terminate asks the process to stop with SIGTERM: it dies, unless the
+// function handles SIGTERM itself (with os/signal) to stop gracefully. What
+// the process started in its process group is killed once it has exited.
 func (p *Process[R]) Terminate() error { return p.Signal(syscall.SIGTERM) }
 
 // Kill kills the process and its process group with SIGKILL. It returns
