@@ -49,6 +49,17 @@ type WorkerOptions struct {
 	// task's arguments, or one task's results. Zero means 64 MiB; the most
 	// is 2 GiB.
 	MaxMessageSize int
+	// KeepSpare makes Spawn keep one worker process started ahead of time,
+	// idle, for the next Spawn that sets it too: that Spawn then takes the
+	// spare and has its result in about 0.2 ms (BenchmarkSpawnWarm) instead
+	// of the 3 ms a process takes to start here, mostly Go's runtime
+	// starting (building without cgo, CGO_ENABLED=0, takes a little off
+	// that too). Each Spawn that takes the spare starts the next one in the
+	// background. The spare costs one idle process, about 5 MiB of memory;
+	// it exits with the program (however the program ends), and is started
+	// only for options whose Env, Dir, Stdout, Stderr and WaitDelay are
+	// zero: with others, KeepSpare does nothing. Pools do not use it.
+	KeepSpare bool
 }
 
 // maxMessage is the message size limit in force: MaxMessageSize, or its
@@ -78,6 +89,20 @@ type workerConn struct {
 // startWorker starts a worker process and sends it our hello. The caller
 // must call handshake before it reads anything else, and close when done.
 func startWorker(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
+	wc, err := startProcess(o, hello)
+	if err != nil {
+		return nil, err
+	}
+	// The worker sends its own hello first and only then reads, so this
+	// write cannot wait on it. If it fails, the worker is already dead, and
+	// handshake reports how it died.
+	_ = wc.w.Write(wire.KindHello, 0, wc.setHello(o, hello))
+	return wc, nil
+}
+
+// startProcess starts a worker process and sends it nothing yet: it waits
+// for our hello (see setHello) after it sent its own.
+func startProcess(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
 	child, err := spawn.Start(spawn.Config{
 		Env: o.Env, Dir: o.Dir, Stdout: o.Stdout, Stderr: o.Stderr, WaitDelay: o.WaitDelay,
 		Name: hello.Name,
@@ -85,19 +110,23 @@ func startWorker(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
 	if err != nil {
 		return nil, &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}
 	}
+	return &workerConn{
+		child: child,
+		r:     wire.NewReader(child.Conn, o.maxMessage()),
+		w:     wire.NewWriter(child.Conn, o.maxMessage()),
+		hello: hello,
+	}, nil
+}
+
+// setHello completes our hello with what o says, and returns it encoded,
+// to be sent.
+func (wc *workerConn) setHello(o WorkerOptions, hello wire.Hello) []byte {
 	hello.MaxFrame = o.maxMessage()
 	hello.MaxProcs = o.GOMAXPROCS
-	wc := &workerConn{
-		child: child,
-		r:     wire.NewReader(child.Conn, hello.MaxFrame),
-		w:     wire.NewWriter(child.Conn, hello.MaxFrame),
-		hello: hello,
-	}
-	// The worker sends its own hello first and only then reads, so this
-	// write cannot wait on it. If it fails, the worker is already dead, and
-	// handshake reports how it died.
-	_ = wc.w.Write(wire.KindHello, 0, wire.MarshalHello(hello))
-	return wc, nil
+	wc.hello = hello
+	wc.r.SetMax(hello.MaxFrame)
+	wc.w.SetMax(hello.MaxFrame)
+	return wire.MarshalHello(hello)
 }
 
 // handshake reads the worker's hello and checks it against ours. Any

@@ -24,6 +24,7 @@ type Process[R any] struct {
 	result R
 	err    error
 	stop   func() bool // stops the ctx watch
+	refill func()      // starts the next warm spare, if this process was one
 	killed atomic.Pointer[error]
 }
 
@@ -68,9 +69,27 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 	hello := wire.NewHello(fp)
 	hello.Name = fmt.Sprintf("Process-%d", spawnCount.Add(1))
 	hello.OneShot = true
-	wc, err := startWorker(o, hello)
-	if err != nil {
-		return nil, err
+	var wc *workerConn
+	warm := false
+	if o.spareable() {
+		if wc = takeSpare(); wc != nil {
+			// Hello and task go out together; the worker's hello was read
+			// and checked when the spare started.
+			wc.w.Add(wire.KindHello, 0, wc.setHello(o, hello))
+			wc.w.Add(wire.KindTask, 1, head, payload)
+			warm = wc.w.Flush() == nil
+			if !warm {
+				wc.kill()
+			}
+		}
+		if !warm {
+			refillSpare(fp, o)
+		}
+	}
+	if !warm {
+		if wc, err = startWorker(o, hello); err != nil {
+			return nil, err
+		}
 	}
 	p := &Process[R]{wc: wc, fn: f.name, done: make(chan struct{})}
 	p.stop = context.AfterFunc(ctx, func() {
@@ -78,24 +97,38 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 		p.killed.Store(&cause)
 		wc.child.KillGroup()
 	})
+	if warm {
+		head, payload = nil, nil // sent
+		// The next spare starts once this one has answered, so that its
+		// start does not compete with this call for the CPU.
+		p.refill = func() { refillSpare(fp, o) }
+	}
 	go p.run(o.startTimeout(), head, payload)
 	return p, nil
 }
 
+// run sends the task (unless head is nil: a warm spare has it already),
+// completes the handshake, and waits for the result and the exit.
 func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 	defer close(p.done)
 	defer p.stop()
 	wc := p.wc
 	defer wc.child.Conn.Close()
 	sent := make(chan error, 1)
-	go func() { sent <- wc.w.Write(wire.KindTask, 1, head, payload) }()
-
-	if err := wc.handshake(startTimeout); err != nil {
-		<-sent
-		p.err = p.withCause(err)
-		return
+	if head == nil {
+		sent <- nil
+	} else {
+		go func() { sent <- wc.w.Write(wire.KindTask, 1, head, payload) }()
+		if err := wc.handshake(startTimeout); err != nil {
+			<-sent
+			p.err = p.withCause(err)
+			return
+		}
 	}
 	res, err := p.readResult()
+	if p.refill != nil {
+		p.refill()
+	}
 	if werr := <-sent; werr != nil && err == nil {
 		err = werr
 	}

@@ -3,7 +3,9 @@ package mp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,9 +53,14 @@ func panicHere(msg string) { panic(msg) }
 
 func spawnWait[T, R any](t *testing.T, f mp.Func[T, R], arg T) (R, error, *mp.Process[R]) {
 	t.Helper()
+	return spawnWaitOpts(t, f, arg, mp.WorkerOptions{})
+}
+
+func spawnWaitOpts[T, R any](t *testing.T, f mp.Func[T, R], arg T, o mp.WorkerOptions) (R, error, *mp.Process[R]) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	p, err := mp.Spawn(ctx, f, arg, mp.WorkerOptions{})
+	p, err := mp.Spawn(ctx, f, arg, o)
 	if err != nil {
 		t.Fatalf("Spawn: %v", err)
 	}
@@ -188,4 +195,67 @@ func TestSpawnContextKills(t *testing.T) {
 		t.Errorf("got %v, want it to carry an *mp.ExitError", err)
 	}
 	_ = procSquare
+}
+
+// TestHelperWarmSpare is not a test: TestSpawnWarmSpare runs it in a
+// process of its own, whose spare dies with it.
+func TestHelperWarmSpare(t *testing.T) {
+	if os.Getenv(helperEnv) != "spare" {
+		t.Skip("helper process for TestSpawnWarmSpare")
+	}
+	ctx := bounded(t, 30*time.Second)
+	o := mp.WorkerOptions{KeepSpare: true}
+	if got, err, _ := spawnWaitOpts(t, procSquare, 3, o); err != nil || got != 9 {
+		t.Fatalf("first Spawn: got %d, %v", got, err)
+	}
+	// The first Spawn left a spare starting. A later Spawn must run in a
+	// process that was running before it was called: try until one does
+	// (a Spawn made while the spare is still starting starts its own).
+	spares := func() map[int]bool {
+		found := make(map[int]bool)
+		pids, _ := children(t)
+		for _, pid := range pids {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.Contains(string(b), "[mp Process]") {
+				found[pid] = true
+			}
+		}
+		return found
+	}
+	spare := 0
+	for i := 0; spare == 0; i++ {
+		if ctx.Err() != nil || i == 200 {
+			t.Fatal("no Spawn ran in a spare")
+		}
+		before := spares()
+		p, err := mp.Spawn(ctx, procSquare, i, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := p.Wait(ctx); err != nil || got != i*i {
+			t.Fatalf("Spawn: got %d, %v", got, err)
+		}
+		if before[p.Pid()] {
+			spare = p.Pid()
+		} else {
+			time.Sleep(5 * time.Millisecond) // give the spare time to start
+		}
+	}
+	// Options that shape the process are not the spare's: a process of their own.
+	dir := t.TempDir()
+	if got, err, p := spawnWaitOpts(t, procSquare, 5, mp.WorkerOptions{KeepSpare: true, Dir: dir}); err != nil || got != 25 || p.Pid() == spare {
+		t.Errorf("Spawn with a Dir: got %d, %v", got, err)
+	}
+	fmt.Println("spare ok")
+}
+
+func TestSpawnWarmSpare(t *testing.T) {
+	t.Parallel()
+	cmd, sc := startHelper(t, "TestHelperWarmSpare", helperEnv+"=spare")
+	var out []string
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	if err := cmd.Wait(); err != nil || !slices.Contains(out, "spare ok") {
+		t.Errorf("helper: %v\n%s", err, strings.Join(out, "\n"))
+	}
 }

@@ -39,7 +39,11 @@ func TestMain(m *testing.M) {
 
 // spawnIncr starts a process that returns x+1 and waits for it to exit.
 func spawnIncr(ctx context.Context, x int) (int, error) {
-	pr, err := mp.Spawn(ctx, incr, x, mp.WorkerOptions{})
+	return spawnIncrOpts(ctx, x, mp.WorkerOptions{})
+}
+
+func spawnIncrOpts(ctx context.Context, x int, o mp.WorkerOptions) (int, error) {
+	pr, err := mp.Spawn(ctx, incr, x, o)
 	if err != nil {
 		return 0, err
 	}
@@ -296,4 +300,24 @@ func BenchmarkImapUnordered(b *testing.B) {
 		}
 	}
 	reportItems(b, imapItems)
+}
+
+// BenchmarkSpawnWarm is BenchmarkSpawn with WorkerOptions.KeepSpare: the
+// latency of a Spawn that finds a spare ready, to its result and exit. The
+// spare taken is replaced in the background, between timed Spawns.
+func BenchmarkSpawnWarm(b *testing.B) {
+	ctx := b.Context()
+	o := mp.WorkerOptions{KeepSpare: true}
+	if _, err := spawnIncrOpts(ctx, 0, o); err != nil { // leaves a spare starting
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		time.Sleep(20 * time.Millisecond) // the next spare is ready
+		b.StartTimer()
+		if _, err := spawnIncrOpts(ctx, 1, o); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
