@@ -17,8 +17,7 @@ func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...
 		return zero, err
 	}
 	defer c.finish()
-	bs, _ := c.take(nil)
-	return bs[0].values[0], bs[0].err(0)
+	return c.waitOne()
 }
 
 // Future is the pending result of [ApplyAsync]. Its methods are safe for
@@ -50,14 +49,17 @@ func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opt
 	if err := f.begin(ctx); err != nil {
 		return nil, err
 	}
-	c := newCollector[R](ctx, p, f.name, newCallConfig(opts))
-	c.apply, c.future = true, fu
-	units, failures := makeUnits(&c.call, 0, []T{arg}, 1, p.maxMessage())
-	if err := failures[0]; err != nil { // the argument cannot be sent
+	c := newApplyCollector[R](ctx, p, f.name, newCallConfig(opts))
+	if c.future = fu; fu != nil {
+		c.watch()
+	}
+	u, err := makeOne(&c.call, arg, p.maxMessage())
+	if err != nil { // the argument cannot be sent
 		c.finish()
 		return nil, c.taskError(0, err)
 	}
-	if err := c.submit(units, nil); err != nil {
+	c.units[0] = u
+	if err := c.submit(c.units[:], nil); err != nil {
 		c.finish()
 		return nil, callError(f.name, err)
 	}

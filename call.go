@@ -52,6 +52,7 @@ type unit struct {
 	// encode encodes items [off, off+n) of this unit's input, for split.
 	encode  func(off, n int) ([]byte, error)
 	attempt int
+	headBuf [48]byte // head's array, if it fits
 
 	flight // guarded by the pool's mutex while the unit is in flight
 }
@@ -98,6 +99,11 @@ func (u *unit) split() []*unit {
 
 // cut returns a new unit of items [lo, hi) of u, to run again.
 func (u *unit) cut(lo, hi int) *unit {
+	if lo == 0 && hi == u.n { // all of it, as encoded (an Apply has no encode)
+		part := newUnit(u.c, u.index, u.n, u.encode)
+		part.attempt, part.args = u.attempt, u.args
+		return part
+	}
 	part := newUnit(u.c, u.index+lo, hi-lo, func(off, n int) ([]byte, error) { return u.encode(lo+off, n) })
 	part.attempt = u.attempt
 	// These items were encoded together before, so this cannot fail unless
@@ -136,8 +142,22 @@ func timeoutError(timeout time.Duration) error {
 // now; the pool's failure paths use the units that fail to encode.
 func newUnit(c *call, index, n int, encode func(off, n int) ([]byte, error)) *unit {
 	u := &unit{c: c, index: index, n: n, encode: encode}
-	u.head = wire.AppendTaskHeader(nil, wire.Task{Func: c.fn, Deadline: c.deadline, Timeout: c.timeout, N: n})
+	u.head = wire.AppendTaskHeader(u.headBuf[:0], wire.Task{Func: c.fn, Deadline: c.deadline, Timeout: c.timeout, N: n})
 	return u
+}
+
+// makeOne encodes the argument of an Apply into its one unit.
+func makeOne[T any](c *call, arg T, limit int) (*unit, error) {
+	args, err := wire.Marshal(arg)
+	if err != nil {
+		return nil, fmt.Errorf("mp: encoding the argument %T: %w", arg, err)
+	}
+	u := newUnit(c, 0, 1, nil)
+	if size := len(args) + len(u.head); size > limit {
+		return nil, messageError(&wire.FrameTooLargeError{Size: int64(size), Limit: limit})
+	}
+	u.args = args
+	return u, nil
 }
 
 // makeUnits cuts items (the call's items from index on) into units of
@@ -197,8 +217,11 @@ func (b batch[R]) err(i int) error {
 type collector[R any] struct {
 	call
 	pool   *Pool
-	apply  bool       // errors carry index -1
+	apply  bool       // an Apply or ApplyAsync: one unit, errors carry index -1
 	future *Future[R] // an ApplyAsync's, resolved by resolve itself
+	units  [1]*unit   // an Apply's, to submit without a slice
+	one    R          // an Apply's outcome, once pending is 0
+	oneErr error
 
 	mu      sync.Mutex
 	ready   []batch[R]
@@ -225,7 +248,86 @@ func newCollector[R any](ctx context.Context, p *Pool, fn string, cfg callConfig
 	return c
 }
 
+// newApplyCollector starts an Apply or ApplyAsync on p. Its one unit is
+// always resolved before the call ends, so it needs no context of its own
+// to cancel what is left, and no watch at all on a context that cannot
+// end: the cheapest call the pool has.
+func newApplyCollector[R any](ctx context.Context, p *Pool, fn string, cfg callConfig) *collector[R] {
+	c := &collector[R]{pool: p, notify: make(chan struct{}, 1), apply: true}
+	c.fn, c.timeout, c.nowait = fn, p.opts.TaskTimeout, cfg.nowait
+	c.ctx, c.cancel = ctx, noCancel
+	c.deadline, _ = ctx.Deadline()
+	c.sink = c
+	c.stopWatch = noStop
+	return c
+}
+
+// watch has the call cancelled when its ctx ends, for an ApplyAsync, whose
+// caller does not wait (an Apply watches ctx itself, in waitOne).
+func (c *collector[R]) watch() {
+	if c.ctx.Done() != nil {
+		p := c.pool
+		c.stopWatch = context.AfterFunc(c.ctx, func() { p.cancelCall(&c.call) })
+	}
+}
+
+func noCancel(error) {}
+func noStop() bool   { return true }
+
+// resolveOne is resolve for an Apply: one value, no batch.
+func (c *collector[R]) resolveOne(res wire.Result, err error) {
+	var v R
+	if err == nil {
+		v, err = decodeOne[R](res)
+	}
+	if err != nil {
+		err = c.taskError(-1, err)
+	}
+	if fu := c.future; fu != nil {
+		// An ApplyAsync: resolve its Future here, on the reader's
+		// goroutine, rather than keep a goroutine waiting for every Future.
+		c.mu.Lock()
+		c.pending--
+		c.mu.Unlock()
+		fu.value, fu.err = v, err
+		close(fu.done)
+		c.stopWatch()
+		return
+	}
+	c.mu.Lock()
+	c.one, c.oneErr = v, err
+	c.pending--
+	c.mu.Unlock()
+	c.poke()
+}
+
+// waitOne waits for an Apply's outcome. If ctx ends first, it cancels the
+// call, and waits for the outcome that follows: the unit's release with
+// ctx's cause.
+func (c *collector[R]) waitOne() (R, error) {
+	done := c.ctx.Done()
+	for {
+		c.mu.Lock()
+		if c.pending == 0 {
+			v, err := c.one, c.oneErr
+			c.mu.Unlock()
+			return v, err
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.notify:
+		case <-done:
+			done = nil
+			c.pool.cancelCall(&c.call)
+		}
+	}
+}
+
 func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {
+	if c.apply {
+		c.resolveOne(res, err)
+		return
+	}
 	b := batch[R]{index: u.index}
 	if err == nil {
 		b.values, b.errs = decodeResult[R](res)
@@ -239,19 +341,6 @@ func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {
 		if err != nil {
 			b.errs[i] = c.taskError(u.index+i, err)
 		}
-	}
-	if c.future != nil {
-		// An ApplyAsync: resolve its Future here, on the reader's
-		// goroutine, rather than keep a goroutine waiting for every Future.
-		c.mu.Lock()
-		c.pending--
-		c.mu.Unlock()
-		fu := c.future
-		fu.value, fu.err = b.values[0], b.err(0)
-		close(fu.done)
-		c.stopWatch()
-		c.cancel(errCallDone)
-		return
 	}
 	c.mu.Lock()
 	c.ready = append(c.ready, b)

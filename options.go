@@ -169,6 +169,13 @@ func NoWait() CallOption {
 }
 
 func newCallConfig(opts []CallOption) callConfig {
+	if len(opts) == 0 {
+		return callConfig{}
+	}
+	return applyOptions(opts)
+}
+
+func applyOptions(opts []CallOption) callConfig {
 	var c callConfig
 	for _, o := range opts {
 		if o != nil {

@@ -177,6 +177,19 @@ func (p *Process[R]) withCause(err error) error {
 	return err
 }
 
+// decodeOne returns the value of the one item of res, or its error.
+func decodeOne[R any](res wire.Result) (R, error) {
+	var v R
+	if len(res.Failures) > 0 {
+		return v, failureError(res.Failures[0])
+	}
+	v, err := wire.Unmarshal[R](res.Values)
+	if err != nil {
+		return v, fmt.Errorf("mp: decoding the result: %w", err)
+	}
+	return v, nil
+}
+
 // decodeResult returns the values of the items of res, and if any failed,
 // their errors: the function's own (a *RemoteError), a *PanicError, or a
 // decoding error.

@@ -10,8 +10,9 @@ type runQueue struct {
 	turns  []*callUnits // calls with units queued, in turn order
 	next   int          // index in turns of the call whose turn is next
 	byCall map[*call]*callUnits
-	units  int // units queued
-	items  int // items in them
+	units  int          // units queued
+	items  int          // items in them
+	free   []*callUnits // emptied, for reuse: most calls have one unit
 }
 
 // callUnits is one call's queued units, oldest first.
@@ -30,7 +31,13 @@ func (q *runQueue) fifo(c *call) *callUnits {
 	if q.byCall == nil {
 		q.byCall = make(map[*call]*callUnits)
 	}
-	cu := &callUnits{c: c}
+	var cu *callUnits
+	if n := len(q.free); n > 0 {
+		cu, q.free = q.free[n-1], q.free[:n-1]
+		cu.c = c
+	} else {
+		cu = &callUnits{c: c}
+	}
 	q.byCall[c] = cu
 	q.turns = append(q.turns, cu)
 	return cu
@@ -69,7 +76,11 @@ func (q *runQueue) pop() *unit {
 	cu := q.turns[i]
 	u := cu.units[0]
 	cu.units[0] = nil
-	cu.units = cu.units[1:]
+	if len(cu.units) == 1 {
+		cu.units = cu.units[:0] // keep its array, for the next call's units
+	} else {
+		cu.units = cu.units[1:]
+	}
 	q.units--
 	q.items -= u.n
 	if len(cu.units) == 0 {
@@ -83,8 +94,13 @@ func (q *runQueue) pop() *unit {
 
 // drop removes the i'th call from the turns.
 func (q *runQueue) drop(i int) {
-	delete(q.byCall, q.turns[i].c)
+	cu := q.turns[i]
+	delete(q.byCall, cu.c)
 	q.turns = append(q.turns[:i], q.turns[i+1:]...)
+	if len(cu.units) == 0 && len(q.free) < 64 {
+		cu.c, cu.units = nil, cu.units[:0]
+		q.free = append(q.free, cu)
+	}
 	if q.next > i {
 		q.next--
 	}

@@ -25,6 +25,10 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 		return nil, nil, nil, false, false, next
 	}
 	wc = s.wc
+	// The frames go into the slot's own buffer: the caller holds sendMu
+	// until they are sent, and the next step reuses it.
+	frames = s.frames[:0]
+	defer func() { s.frames = frames }()
 	if s.retire == "" && p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
 		s.retire = "max-tasks"
 	}
@@ -101,7 +105,7 @@ func (s *slot) kick() {
 func (s *slot) send(wc *workerConn, frames []frame) error {
 	var err error
 	for _, f := range frames {
-		if err = wc.w.Add(f.kind, f.id, f.head, f.body); err != nil {
+		if err = wc.w.Add2(f.kind, f.id, f.head, f.body); err != nil {
 			break
 		}
 	}

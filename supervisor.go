@@ -40,6 +40,8 @@ type slot struct {
 	kill      string        // why the worker was killed
 	killID    uint64        // the task it was killed for
 	avgTask   time.Duration // a moving average of how long its tasks take, for its depth
+
+	frames []frame // step's, guarded by sendMu
 }
 
 func (s *slot) poke() {

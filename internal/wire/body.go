@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -26,6 +27,7 @@ type Task struct {
 // Sending the header and t.Args as two parts to [Writer.Write] never copies
 // the arguments.
 func AppendTaskHeader(dst []byte, t Task) []byte {
+	dst = slices.Grow(dst, 2+len(t.Func)+8+8+4)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(t.Func)))
 	dst = append(dst, t.Func...)
 	var d int64

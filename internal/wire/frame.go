@@ -151,6 +151,7 @@ type Writer struct {
 	max     int
 	pending []pendingFrame // added and not yet flushed
 	buf     net.Buffers
+	out     net.Buffers
 }
 
 // pendingFrame is a frame added to a Writer: its header, and its payload
@@ -188,6 +189,30 @@ func (w *Writer) Write(kind Kind, id uint64, parts ...[]byte) error {
 // Add queues a frame, to be sent by the next Flush: several frames then go
 // out in one vectored write. The parts must not change until then.
 func (w *Writer) Add(kind Kind, id uint64, parts ...[]byte) error {
+	return w.add(kind, id, parts)
+}
+
+// Add2 is Add of a payload in two parts, without a slice to hold them.
+func (w *Writer) Add2(kind Kind, id uint64, head, body []byte) error {
+	return w.add2(kind, id, head, body)
+}
+
+func (w *Writer) add2(kind Kind, id uint64, head, body []byte) error {
+	if err := w.add(kind, id, nil); err != nil {
+		return err
+	}
+	f := &w.pending[len(w.pending)-1]
+	size := len(head) + len(body)
+	if size > w.max {
+		w.pending = w.pending[:len(w.pending)-1]
+		return &FrameTooLargeError{Size: int64(size), Limit: w.max}
+	}
+	binary.BigEndian.PutUint32(f.hdr[0:4], uint32(size+HeaderSize-4))
+	f.parts = append(f.parts, head, body)
+	return nil
+}
+
+func (w *Writer) add(kind Kind, id uint64, parts [][]byte) error {
 	size := 0
 	for _, p := range parts {
 		size += len(p)
@@ -195,7 +220,11 @@ func (w *Writer) Add(kind Kind, id uint64, parts ...[]byte) error {
 	if size > w.max {
 		return &FrameTooLargeError{Size: int64(size), Limit: w.max}
 	}
-	w.pending = append(w.pending, pendingFrame{})
+	if len(w.pending) < cap(w.pending) {
+		w.pending = w.pending[:len(w.pending)+1] // reuse its parts' capacity
+	} else {
+		w.pending = append(w.pending, pendingFrame{})
+	}
 	f := &w.pending[len(w.pending)-1]
 	binary.BigEndian.PutUint32(f.hdr[0:4], uint32(size+HeaderSize-4))
 	f.hdr[4] = byte(kind)
@@ -219,11 +248,12 @@ func (w *Writer) Flush() error {
 			}
 		}
 	}
-	bufs := w.buf
-	_, err := bufs.WriteTo(w.w)
+	w.out = w.buf // WriteTo consumes what it is called on
+	_, err := w.out.WriteTo(w.w)
 	clear(w.buf[:cap(w.buf)])
 	for i := range w.pending {
 		clear(w.pending[i].parts)
+		w.pending[i].parts = w.pending[i].parts[:0]
 	}
 	w.pending = w.pending[:0]
 	return err
