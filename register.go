@@ -118,14 +118,14 @@ func checkName(name string) error {
 func signature(in, out reflect.Type) string { return fmt.Sprintf("(%v) %v", in, out) }
 
 func handler[T, R any](name string, fn func(context.Context, T) (R, error)) worker.Handler {
-	return func(ctx context.Context, args []byte, n int, call func(int, func(context.Context) error)) ([]byte, error) {
+	return func(ctx context.Context, args []byte, n int, each func(func(context.Context, int) error)) ([]byte, error) {
 		if n == 1 {
 			v, err := wire.Unmarshal[T](args)
 			if err != nil {
 				return nil, fmt.Errorf("mp: decoding the argument: %w", err)
 			}
 			var r R
-			call(0, func(ctx context.Context) error {
+			each(func(ctx context.Context, _ int) error {
 				out, err := fn(ctx, v)
 				if err == nil {
 					r = out
@@ -142,15 +142,13 @@ func handler[T, R any](name string, fn func(context.Context, T) (R, error)) work
 			return nil, fmt.Errorf("mp: decoding the arguments: %w", err)
 		}
 		rs := make([]R, n)
-		for i, v := range vs {
-			call(i, func(ctx context.Context) error {
-				out, err := fn(ctx, v)
-				if err == nil {
-					rs[i] = out
-				}
-				return err
-			})
-		}
+		each(func(ctx context.Context, i int) error {
+			out, err := fn(ctx, vs[i])
+			if err == nil {
+				rs[i] = out
+			}
+			return err
+		})
 		return encodeResults(name, rs)
 	}
 }

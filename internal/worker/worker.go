@@ -24,10 +24,12 @@ import (
 )
 
 // Handler runs a registered function over a task's n encoded arguments and
-// returns their encoded results. It makes each call of the function through
-// call, which recovers a panic and records a failure of item i; a non-nil
-// error (the arguments or results could not be coded) fails every item.
-type Handler func(ctx context.Context, args []byte, n int, call func(i int, f func(context.Context) error)) (values []byte, err error)
+// returns their encoded results. It runs the items through each, which
+// calls item(ctx, i) for every i in [0, n), in order, each with its own
+// context, deadline and recovery: an item's error or panic is recorded as a
+// failure of that item, and the others run. A non-nil error from the
+// Handler (the arguments or results could not be coded) fails every item.
+type Handler func(ctx context.Context, args []byte, n int, each func(item func(ctx context.Context, i int) error)) (values []byte, err error)
 
 // Config is what the worker loop needs from the package that registers functions.
 type Config struct {
@@ -260,30 +262,9 @@ func (s *server) execute(t *task) wire.Result {
 		progress = s.reportProgress(t)
 		defer progress.stop() // before the result is sent: no report follows it
 	}
-	call := func(i int, f func(context.Context) error) {
-		if progress != nil {
-			defer progress.done.Add(1)
-		}
-		ctx := t.ctx
-		if t.body.Timeout > 0 { // each item has its own timeout
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, t.body.Timeout)
-			defer cancel()
-			if t.body.N > 1 && t.body.Timeout <= math.MaxInt64-OverrunGrace {
-				watchdog := s.watch(t, i)
-				defer func() { // deferred: a task may end with runtime.Goexit
-					watchdog.Stop()
-					s.mu.Lock()
-					s.item = -1
-					s.mu.Unlock()
-				}()
-			}
-		}
-		if t.body.Timeout > 0 {
-			f = s.timeoutAware(ctx, t.ctx, f)
-		}
-		if fail, failed := s.guard(i, ctx, f); failed {
-			res.Failures = append(res.Failures, fail)
+	each := func(item func(context.Context, int) error) {
+		for i := 0; i < t.body.N; {
+			i = s.runFrom(t, i, item, &res, progress)
 		}
 	}
 	// The handler runs in a goroutine of its own, so that a task calling
@@ -295,7 +276,7 @@ func (s *server) execute(t *task) wire.Result {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		values, err = h(t.ctx, t.body.Args, t.body.N, call)
+		values, err = h(t.ctx, t.body.Args, t.body.N, each)
 		returned = true
 	}()
 	<-done
@@ -393,35 +374,67 @@ func (s *server) failAll(res *wire.Result, err error) {
 	}
 }
 
-// timeoutAware wraps the error of f, run under item, in Config.TaskTimeout
-// when item's own timeout ended it while call's deadline had not passed.
-func (s *server) timeoutAware(item, call context.Context, f func(context.Context) error) func(context.Context) error {
-	return func(ctx context.Context) error {
-		err := f(ctx)
-		if err != nil && s.cfg.TaskTimeout != nil && errors.Is(err, context.DeadlineExceeded) &&
-			item.Err() != nil && call.Err() == nil {
-			err = fmt.Errorf("%w: %w", s.cfg.TaskTimeout, err)
-		}
-		return err
-	}
-}
-
-// guard calls f, turning its error or panic into a failure of item i.
-func (s *server) guard(i int, ctx context.Context, f func(context.Context) error) (fail wire.Failure, failed bool) {
+// runFrom runs the items of t from i on, under one recover for all of
+// them (not a closure and a defer for each): a panic fails its item, and
+// runFrom returns the index after it, for the caller to go on from.
+func (s *server) runFrom(t *task, i int, item func(context.Context, int) error, res *wire.Result, progress *progressReport) (next int) {
 	defer func() {
 		if v := recover(); v != nil {
-			info := wire.PanicInfo{Value: fmt.Sprint(v), Stack: debug.Stack()}
-			data, err := wire.MarshalAny(info)
-			if err != nil {
-				data, _ = wire.MarshalAny(wire.PanicInfo{Value: "unprintable panic value"})
+			res.Failures = append(res.Failures, panicFailure(i, v))
+			if progress != nil {
+				progress.done.Add(1)
 			}
-			fail, failed = wire.Failure{Index: i, Status: wire.StatusPanic, Info: data}, true
+			next = i + 1
 		}
 	}()
-	if err := f(ctx); err != nil {
-		return wire.Failure{Index: i, Status: wire.StatusError, Info: s.errorInfo(err)}, true
+	for ; i < t.body.N; i++ {
+		var err error
+		if t.body.Timeout > 0 {
+			err = s.runTimed(t, i, item)
+		} else {
+			err = item(t.ctx, i)
+		}
+		if err != nil {
+			res.Failures = append(res.Failures, wire.Failure{Index: i, Status: wire.StatusError, Info: s.errorInfo(err)})
+		}
+		if progress != nil {
+			progress.done.Add(1)
+		}
 	}
-	return wire.Failure{}, false
+	return i
+}
+
+// runTimed runs item i of t under its own timeout (the pool's TaskTimeout),
+// with the watchdog of a chunk. An error that the timeout caused, and not
+// the call's deadline, is wrapped in Config.TaskTimeout.
+func (s *server) runTimed(t *task, i int, item func(context.Context, int) error) error {
+	ctx, cancel := context.WithTimeout(t.ctx, t.body.Timeout)
+	defer cancel()
+	if t.body.N > 1 && t.body.Timeout <= math.MaxInt64-OverrunGrace {
+		watchdog := s.watch(t, i)
+		defer func() { // deferred: a task may end with runtime.Goexit, or panic
+			watchdog.Stop()
+			s.mu.Lock()
+			s.item = -1
+			s.mu.Unlock()
+		}()
+	}
+	err := item(ctx, i)
+	if err != nil && s.cfg.TaskTimeout != nil && errors.Is(err, context.DeadlineExceeded) &&
+		ctx.Err() != nil && t.ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", s.cfg.TaskTimeout, err)
+	}
+	return err
+}
+
+// panicFailure is the failure of item i that panicked with v.
+func panicFailure(i int, v any) wire.Failure {
+	info := wire.PanicInfo{Value: fmt.Sprint(v), Stack: debug.Stack()}
+	data, err := wire.MarshalAny(info)
+	if err != nil {
+		data, _ = wire.MarshalAny(wire.PanicInfo{Value: "unprintable panic value"})
+	}
+	return wire.Failure{Index: i, Status: wire.StatusPanic, Info: data}
 }
 
 func (s *server) errorInfo(err error) []byte {

@@ -54,12 +54,12 @@ func serveChild() int {
 
 // single makes a Handler of a function of one []byte argument.
 func single(fn func(ctx context.Context, arg []byte) ([]byte, error)) worker.Handler {
-	return func(ctx context.Context, args []byte, n int, call func(int, func(context.Context) error)) ([]byte, error) {
+	return func(ctx context.Context, args []byte, n int, each func(func(context.Context, int) error)) ([]byte, error) {
 		if n != 1 {
 			return nil, fmt.Errorf("test handler: got %d items, want 1", n)
 		}
 		var out []byte
-		call(0, func(ctx context.Context) error {
+		each(func(ctx context.Context, _ int) error {
 			r, err := fn(ctx, args)
 			out = r
 			return err
@@ -89,16 +89,14 @@ var handlers = map[string]worker.Handler{
 	// slowChunk runs the n items of a chunk for 150ms each, long enough for
 	// a worker to report on the chunk while it runs; an item whose index is
 	// in args (as a byte) panics.
-	"slowChunk": func(ctx context.Context, args []byte, n int, call func(int, func(context.Context) error)) ([]byte, error) {
-		for i := range n {
-			call(i, func(ctx context.Context) error {
-				time.Sleep(150 * time.Millisecond)
-				if bytes.IndexByte(args, byte(i)) >= 0 {
-					panic(fmt.Sprintf("item %d", i))
-				}
-				return nil
-			})
-		}
+	"slowChunk": func(ctx context.Context, args []byte, n int, each func(func(context.Context, int) error)) ([]byte, error) {
+		each(func(ctx context.Context, i int) error {
+			time.Sleep(150 * time.Millisecond)
+			if bytes.IndexByte(args, byte(i)) >= 0 {
+				panic(fmt.Sprintf("item %d", i))
+			}
+			return nil
+		})
 		return fmt.Appendf(nil, "%d items", n), nil
 	},
 }
