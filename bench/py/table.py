@@ -53,6 +53,13 @@ def main(path):
         print("  ".join(cell.ljust(w) if i < 4 else cell.rjust(w)
                         for i, (cell, w) in enumerate(zip(r, widths))).rstrip())
 
+    # Apply beside the machine's floor: a raw round trip between two processes.
+    apply, floor = times.get(("Apply", "go"), []), times.get(("Floor", "go"), [])
+    if apply and floor:
+        print(f"\nApply / Floor (raw socketpair round trip, same run): "
+              f"{human(statistics.median(apply))} / {human(statistics.median(floor))} = "
+              f"{statistics.median(apply) / statistics.median(floor):.2f}")
+
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
