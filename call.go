@@ -220,8 +220,12 @@ type collector[R any] struct {
 	apply  bool       // an Apply or ApplyAsync: one unit, errors carry index -1
 	future *Future[R] // an ApplyAsync's, resolved by resolve itself
 	units  [1]*unit   // an Apply's, to submit without a slice
-	one    R          // an Apply's outcome, once pending is 0
-	oneErr error
+	// quiet: the caller needs waking only when all is done, or (failFast)
+	// at the first error: a Map without Progress. Waking it for every
+	// outcome would cost a thread wake-up per task.
+	quiet, failFast bool
+	one             R // an Apply's outcome, once pending is 0
+	oneErr          error
 
 	mu      sync.Mutex
 	ready   []batch[R]
@@ -346,8 +350,11 @@ func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {
 	c.ready = append(c.ready, b)
 	c.pending--
 	c.forgetLocked(u)
+	wake := !c.quiet || c.pending == 0 || (c.failFast && b.errs != nil)
 	c.mu.Unlock()
-	c.poke()
+	if wake {
+		c.poke()
+	}
 }
 
 func (c *collector[R]) progress(u *unit, k int) {

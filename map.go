@@ -60,6 +60,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 		chunk = (len(in) + 4*p.opts.Workers - 1) / (4 * p.opts.Workers)
 	}
 	c := newCollector[R](ctx, p, f.name, cfg)
+	c.quiet, c.failFast = cfg.progress == nil, failFast
 	defer c.finish()
 	units, failures := makeUnits(&c.call, 0, in, chunk, p.maxMessage())
 	if err := c.submit(units, failures); err != nil {
@@ -158,67 +159,96 @@ type imapRun[T, R any] struct {
 	ordered bool
 	yield   func(R, error) bool
 
-	c        *collector[R]
-	read     int              // items read from the input
-	done     int              // items yielded
-	reported int              // items done, as last told to Progress
-	parked   map[int]batch[R] // by index, batches that came before their turn
+	c         *collector[R]
+	window    int  // units in flight at most
+	read      int  // items read from the input and submitted
+	done      int  // items yielded
+	reported  int  // items done, as last told to Progress
+	exhausted bool // the input is all read
+	buf       []batch[R]
+	parked    map[int]batch[R] // by index, batches that came before their turn
 }
 
 func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
-	var zero R
 	it.c = newCollector[R](ctx, it.p, it.f.name, it.cfg)
 	defer it.c.finish()
-	next, stop := iter.Pull(in)
-	defer stop()
 	chunk := max(it.cfg.chunk, 1)
-	window := 2 * it.p.depth * it.p.opts.Workers // units in flight
-	exhausted := false
-	var buf []batch[R]
-	for {
-		for !exhausted && it.pending() < window && ctx.Err() == nil {
-			batch := make([]T, 0, chunk)
-			for len(batch) < chunk {
-				v, ok := next()
-				if !ok {
-					exhausted = true
-					break
-				}
-				batch = append(batch, v)
-			}
-			if len(batch) == 0 {
-				break
-			}
-			units, failures := makeUnits(&it.c.call, it.read, batch, chunk, it.p.maxMessage())
-			if err := it.c.submit(units, failures); err != nil {
-				it.yield(zero, callError(it.f.name, err))
-				return
-			}
-			it.read += len(batch)
+	it.window = 2 * it.p.depth * it.p.opts.Workers // units in flight
+	// The input drives: each item is a function call, not a coroutine
+	// switch (iter.Pull), and the loop body blocks, taking results, while
+	// the window is full, so that no more of the input is read than fits.
+	batch := make([]T, 0, chunk)
+	for v := range in {
+		batch = append(batch, v)
+		if len(batch) < chunk {
+			continue
 		}
-		if (exhausted || ctx.Err() != nil) && it.pending() == 0 && it.done == it.read {
-			if !exhausted {
-				it.yield(zero, callError(it.f.name, context.Cause(ctx)))
-			}
+		if !it.send(ctx, batch) {
 			return
 		}
-		buf, _ = it.c.take(buf)
-		for _, b := range buf {
-			if !it.emit(b) {
-				return
-			}
-		}
-		if it.cfg.progress != nil {
-			last := it.reported
-			if n := it.c.progressed(it.done, &it.reported); n != last {
-				total := -1
-				if exhausted {
-					total = it.read
-				}
-				it.cfg.progress(n, total)
-			}
+		batch = make([]T, 0, chunk) // the last one is kept by its units, for split
+	}
+	it.exhausted = true
+	if len(batch) > 0 && !it.send(ctx, batch) {
+		return
+	}
+	for it.pending() > 0 || it.done < it.read {
+		if !it.receive() {
+			return
 		}
 	}
+}
+
+// send waits for room in the window, taking results meanwhile, and
+// submits batch, the input's items from it.read on. It returns false when
+// the iteration is over: the consumer stopped, the call failed, or ctx
+// ended (then what was in flight is yielded, and ctx's error last).
+func (it *imapRun[T, R]) send(ctx context.Context, batch []T) bool {
+	for it.pending() >= it.window && ctx.Err() == nil {
+		if !it.receive() {
+			return false
+		}
+	}
+	if ctx.Err() != nil {
+		for it.pending() > 0 || it.done < it.read {
+			if !it.receive() {
+				return false
+			}
+		}
+		var zero R
+		it.yield(zero, callError(it.f.name, context.Cause(ctx)))
+		return false
+	}
+	units, failures := makeUnits(&it.c.call, it.read, batch, len(batch), it.p.maxMessage())
+	if err := it.c.submit(units, failures); err != nil {
+		var zero R
+		it.yield(zero, callError(it.f.name, err))
+		return false
+	}
+	it.read += len(batch)
+	return true
+}
+
+// receive waits for outcomes and yields what it can. It returns false if
+// the consumer stopped.
+func (it *imapRun[T, R]) receive() bool {
+	it.buf, _ = it.c.take(it.buf)
+	for _, b := range it.buf {
+		if !it.emit(b) {
+			return false
+		}
+	}
+	if it.cfg.progress != nil {
+		last := it.reported
+		if n := it.c.progressed(it.done, &it.reported); n != last {
+			total := -1
+			if it.exhausted {
+				total = it.read
+			}
+			it.cfg.progress(n, total)
+		}
+	}
+	return true
 }
 
 func (it *imapRun[T, R]) pending() int {

@@ -30,6 +30,11 @@ const EnvMarker = "MP_WORKER_FD"
 
 const childFD = 3 // ExtraFiles[0]
 
+// parentPID is, in a worker, the pid of the parent that started it (set
+// by Self, before the worker serves): when the worker's parent is not it
+// any more, the parent is gone.
+var parentPID int
+
 // ErrRecursive is returned by [Start] in a process that was started as a
 // worker but never became one: its main did not call mp.Main, so it ran as a
 // parent and tried to start workers of its own. Refusing here is what stops
@@ -242,6 +247,7 @@ func Self() (*net.UnixConn, error) {
 	if os.Getppid() != ppid {
 		return nil, fmt.Errorf("mp: worker's parent %d is gone", ppid)
 	}
+	parentPID = ppid
 	f := os.NewFile(uintptr(fd), "mp-parent")
 	if f == nil {
 		return nil, fmt.Errorf("mp: worker has no connection on fd %d", fd)

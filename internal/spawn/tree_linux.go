@@ -81,14 +81,48 @@ func killTree(pid int) error {
 }
 
 // KillDescendants kills every process below this one (see killTree), for a
-// worker whose parent is gone: what it started must not outlive it.
+// worker that exits: what it started must not outlive it. While the parent
+// lives, which sweeps the worker's group once it has exited, only the
+// process tree is walked, from the children the kernel lists (a few files,
+// not all of /proc); otherwise the group's members are looked for too.
 func KillDescendants() {
 	me := os.Getpid()
-	for _, d := range descendants(me) {
+	below, ok := childTree(me)
+	if !ok || parentPID == 0 || os.Getppid() != parentPID {
+		below = descendants(me)
+	}
+	for _, d := range below {
 		if d != me {
 			unix.Kill(d, unix.SIGKILL)
 		}
 	}
+}
+
+// childTree returns the processes below root, from the children files of
+// /proc (which only some kernels have: ok is false where they are missing).
+func childTree(root int) (below []int, ok bool) {
+	for i, queue := 0, []int{root}; i < len(queue); i++ {
+		tasks, err := os.ReadDir("/proc/" + itoa(queue[i]) + "/task")
+		if err != nil {
+			continue // it exited
+		}
+		for _, t := range tasks {
+			b, err := os.ReadFile("/proc/" + itoa(queue[i]) + "/task/" + t.Name() + "/children")
+			if err != nil {
+				if os.IsNotExist(err) && queue[i] == root {
+					return nil, false
+				}
+				continue
+			}
+			for _, f := range bytes.Fields(b) {
+				if pid, err := strconv.Atoi(string(f)); err == nil {
+					queue = append(queue, pid)
+					below = append(below, pid)
+				}
+			}
+		}
+	}
+	return below, true
 }
 
 // awaitExit blocks until process pid has exited, without reaping it, so
