@@ -95,3 +95,66 @@ func clipped(v any) any {
 	}
 	return v
 }
+
+// FuzzFastCodec checks the fast paths against the general codec on any
+// bytes a peer could send: whatever a fast path reads, the codec reads the
+// same; and values built from the input encode to the codec's bytes.
+func FuzzFastCodec(f *testing.F) {
+	for _, v := range []any{1, -300, 1.5, "héllo", []int{1, -2, 1 << 40}, []string{"a", ""}, []float64{0.5}, []int(nil)} {
+		b, _ := encMode.Marshal(v)
+		f.Add(b, int64(7), 2.5, "x")
+	}
+	f.Add([]byte{0x9a, 0xff, 0xff, 0xff, 0xff, 0x01}, int64(math.MinInt64), math.Inf(1), "\xff")
+	f.Fuzz(func(t *testing.T, data []byte, i int64, x float64, s string) {
+		for _, p := range []func() any{
+			func() any { return new(int) }, func() any { return new(int64) }, func() any { return new(float64) },
+			func() any { return new(string) }, func() any { return new([]int) }, func() any { return new([]int64) },
+			func() any { return new([]float64) }, func() any { return new([]string) },
+		} {
+			fast, slow := p(), p()
+			if !unmarshalFast(data, fast) {
+				continue
+			}
+			if err := decMode.Unmarshal(data, slow); err != nil {
+				t.Fatalf("% x into %T: the fast path read it, the codec refused it: %v", data, fast, err)
+			}
+			if !sameValue(reflect.ValueOf(fast).Elem().Interface(), reflect.ValueOf(slow).Elem().Interface()) {
+				t.Fatalf("% x into %T: fast path %v, codec %v", data, fast, fast, slow)
+			}
+		}
+		for _, v := range []any{int(i), i, int32(i), uint64(i), x, s, []int{int(i), -int(i)}, []float64{x, -x}, []string{s, s + s}, i%2 == 0} {
+			fast, ok := marshalFast(v)
+			if !ok {
+				continue
+			}
+			want, err := encMode.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(fast, want) {
+				t.Fatalf("%T %v: fast path % x, codec % x", v, v, fast, want)
+			}
+		}
+	})
+}
+
+// sameValue is reflect.DeepEqual, with floats compared bit for bit (so
+// that a NaN equals the very same NaN).
+func sameValue(a, b any) bool {
+	bits := func(xs []float64) []uint64 {
+		out := make([]uint64, len(xs))
+		for i, x := range xs {
+			out[i] = math.Float64bits(x)
+		}
+		return out
+	}
+	switch a := a.(type) {
+	case float64:
+		b, ok := b.(float64)
+		return ok && math.Float64bits(a) == math.Float64bits(b)
+	case []float64:
+		b, ok := b.([]float64)
+		return ok && (a == nil) == (b == nil) && reflect.DeepEqual(bits(a), bits(b))
+	}
+	return reflect.DeepEqual(a, b)
+}
