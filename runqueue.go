@@ -5,25 +5,28 @@ package mp
 // so calls share the workers fairly: an Apply made during a long Map waits
 // for about one task of the Map, not for all of it. Within a call, units
 // keep their order (Imap yields in order, and a Map's early items finish
-// first). It is guarded by the pool's mutex.
+// first). The calls with units queued form a ring, so that every operation
+// is O(1) however many calls wait (a service may have thousands of Applies
+// queued). It is guarded by the pool's mutex.
 type runQueue struct {
-	turns  []*callUnits // calls with units queued, in turn order
-	next   int          // index in turns of the call whose turn is next
+	next   *callUnits // the call whose turn is next; nil if none waits
 	byCall map[*call]*callUnits
 	units  int          // units queued
 	items  int          // items in them
 	free   []*callUnits // emptied, for reuse: most calls have one unit
 }
 
-// callUnits is one call's queued units, oldest first.
+// callUnits is one call's queued units, oldest first, and its place in
+// the ring of calls.
 type callUnits struct {
-	c     *call
-	units []*unit
+	c          *call
+	units      []*unit
+	prev, next *callUnits
 }
 
 func (q *runQueue) len() int { return q.units }
 
-// fifo returns c's FIFO, adding it to the turns if it has none.
+// fifo returns c's FIFO, adding it to the ring, last in turn, if it has none.
 func (q *runQueue) fifo(c *call) *callUnits {
 	if cu := q.byCall[c]; cu != nil {
 		return cu
@@ -39,7 +42,14 @@ func (q *runQueue) fifo(c *call) *callUnits {
 		cu = &callUnits{c: c}
 	}
 	q.byCall[c] = cu
-	q.turns = append(q.turns, cu)
+	if q.next == nil {
+		cu.prev, cu.next = cu, cu
+		q.next = cu
+	} else { // just before the next one: the last of this round
+		last := q.next.prev
+		cu.prev, cu.next = last, q.next
+		last.next, q.next.prev = cu, cu
+	}
 	return cu
 }
 
@@ -69,11 +79,10 @@ func (q *runQueue) pushFront(units ...*unit) {
 
 // pop returns the oldest unit of the call whose turn it is, or nil.
 func (q *runQueue) pop() *unit {
-	if len(q.turns) == 0 {
+	cu := q.next
+	if cu == nil {
 		return nil
 	}
-	i := q.next % len(q.turns)
-	cu := q.turns[i]
 	u := cu.units[0]
 	cu.units[0] = nil
 	if len(cu.units) == 1 {
@@ -83,26 +92,28 @@ func (q *runQueue) pop() *unit {
 	}
 	q.units--
 	q.items -= u.n
+	q.next = cu.next
 	if len(cu.units) == 0 {
-		q.drop(i)
-		q.next = i // the call after it has moved into its place
-	} else {
-		q.next = i + 1
+		q.unlink(cu)
 	}
 	return u
 }
 
-// drop removes the i'th call from the turns.
-func (q *runQueue) drop(i int) {
-	cu := q.turns[i]
+// unlink takes cu out of the ring, and keeps it for reuse if it is empty.
+func (q *runQueue) unlink(cu *callUnits) {
+	if cu.next == cu {
+		q.next = nil
+	} else {
+		cu.prev.next, cu.next.prev = cu.next, cu.prev
+		if q.next == cu {
+			q.next = cu.next
+		}
+	}
 	delete(q.byCall, cu.c)
-	q.turns = append(q.turns[:i], q.turns[i+1:]...)
+	cu.prev, cu.next = nil, nil
 	if len(cu.units) == 0 && len(q.free) < 64 {
 		cu.c, cu.units = nil, cu.units[:0]
 		q.free = append(q.free, cu)
-	}
-	if q.next > i {
-		q.next--
 	}
 }
 
@@ -112,24 +123,26 @@ func (q *runQueue) removeCall(c *call) []*unit {
 	if cu == nil {
 		return nil
 	}
-	for i, t := range q.turns {
-		if t == cu {
-			q.drop(i)
-			break
-		}
-	}
-	for _, u := range cu.units {
+	units := cu.units
+	cu.units = nil // not to be reused: the caller keeps the units
+	q.unlink(cu)
+	for _, u := range units {
 		q.units--
 		q.items -= u.n
 	}
-	return cu.units
+	return units
 }
 
 // removeAll empties the queue and returns what it held.
 func (q *runQueue) removeAll() []*unit {
 	var all []*unit
-	for _, cu := range q.turns {
-		all = append(all, cu.units...)
+	if cu := q.next; cu != nil {
+		for {
+			all = append(all, cu.units...)
+			if cu = cu.next; cu == q.next {
+				break
+			}
+		}
 	}
 	*q = runQueue{}
 	return all
