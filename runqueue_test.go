@@ -24,7 +24,7 @@ func TestRunQueue(t *testing.T) {
 	q.push(mk(c, 0), mk(c, 1))
 	var got []string
 	got = append(got, name(q.pop()), name(q.pop())) // a0, then b's turn
-	q.pushFront(mk(a, 7), mk(a, 8))                // came back from a worker
+	q.pushFront(mk(a, 7), mk(a, 8))                 // came back from a worker
 	for q.len() > 0 {
 		got = append(got, name(q.pop()))
 	}
