@@ -55,6 +55,7 @@ func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opt
 		return nil, err
 	}
 	c := newApplyCollector[R](ctx, p, f.name, newCallConfig(opts))
+	c.handles = f.hasHandles()
 	if c.future = fu; fu != nil {
 		c.watch()
 	}

@@ -27,6 +27,7 @@ type call struct {
 	}
 	stopWatch func() bool
 	nowait    bool // fail with ErrQueueFull rather than wait for room in the queue
+	handles   bool // its argument type may hold shared objects
 }
 
 // unit is one task: a chunk of consecutive items of a call.
@@ -50,7 +51,10 @@ type unit struct {
 	head  []byte // the task frame's header
 	args  []byte // the encoded arguments
 	// encode encodes items [off, off+n) of this unit's input, for split.
-	encode  func(off, n int) ([]byte, error)
+	encode  func(off, n int) ([]byte, []*handle, error)
+	// handles are the shared objects its arguments pass, each referenced
+	// by the unit until it is released or replaced (see dropHandles).
+	handles []*handle
 	attempt int
 	headBuf [48]byte // head's array, if it fits
 
@@ -102,13 +106,18 @@ func (u *unit) cut(lo, hi int) *unit {
 	if lo == 0 && hi == u.n { // all of it, as encoded (an Apply has no encode)
 		part := newUnit(u.c, u.index, u.n, u.encode)
 		part.attempt, part.args = u.attempt, u.args
+		for _, h := range u.handles {
+			if h.acquire() { // u holds it: it cannot fail
+				part.handles = append(part.handles, h)
+			}
+		}
 		return part
 	}
-	part := newUnit(u.c, u.index+lo, hi-lo, func(off, n int) ([]byte, error) { return u.encode(lo+off, n) })
+	part := newUnit(u.c, u.index+lo, hi-lo, func(off, n int) ([]byte, []*handle, error) { return u.encode(lo+off, n) })
 	part.attempt = u.attempt
 	// These items were encoded together before, so this cannot fail unless
 	// encoding is not deterministic; if it does, the part fails.
-	part.args, part.failed = part.encode(0, part.n)
+	part.args, part.handles, part.failed = part.encode(0, part.n)
 	return part
 }
 
@@ -140,7 +149,7 @@ func timeoutError(timeout time.Duration) error {
 
 // newUnit makes the unit of items [index, index+n) of c. It encodes them
 // now; the pool's failure paths use the units that fail to encode.
-func newUnit(c *call, index, n int, encode func(off, n int) ([]byte, error)) *unit {
+func newUnit(c *call, index, n int, encode func(off, n int) ([]byte, []*handle, error)) *unit {
 	u := &unit{c: c, index: index, n: n, encode: encode}
 	u.head = wire.AppendTaskHeader(u.headBuf[:0], wire.Task{Func: c.fn, Deadline: c.deadline, Timeout: c.timeout, N: n})
 	return u
@@ -148,37 +157,46 @@ func newUnit(c *call, index, n int, encode func(off, n int) ([]byte, error)) *un
 
 // makeOne encodes the argument of an Apply into its one unit.
 func makeOne[T any](c *call, arg T, limit int) (*unit, error) {
-	args, err := wire.Marshal(arg)
+	args, handles, err := encodeArgs(arg, c.handles)
 	if err != nil {
 		return nil, fmt.Errorf("mp: encoding the argument %T: %w", arg, err)
 	}
 	u := newUnit(c, 0, 1, nil)
 	if size := len(args) + len(u.head); size > limit {
+		releaseAll(handles)
 		return nil, messageError(&wire.FrameTooLargeError{Size: int64(size), Limit: limit})
 	}
-	u.args = args
+	u.args, u.handles = args, handles
 	return u, nil
+}
+
+// dropHandles lets go of the unit's references to its shared objects:
+// it is released, or replaced by parts that took their own.
+func (u *unit) dropHandles() {
+	releaseAll(u.handles)
+	u.handles = nil
 }
 
 // makeUnits cuts items (the call's items from index on) into units of
 // chunk items and encodes them. Items that cannot be encoded, or are over
 // the message limit alone, come back as failures instead.
 func makeUnits[T any](c *call, index int, items []T, chunk, limit int) (units []*unit, failures map[int]error) {
-	encode := func(off, n int) ([]byte, error) {
+	encode := func(off, n int) ([]byte, []*handle, error) {
 		if n == 1 {
-			return wire.Marshal(items[off])
+			return encodeArgs(items[off], c.handles)
 		}
-		return wire.Marshal(items[off : off+n])
+		return encodeArgs(items[off:off+n], c.handles)
 	}
 	var cut func(off, n int)
 	cut = func(off, n int) {
-		u := newUnit(c, index+off, n, func(o, k int) ([]byte, error) { return encode(off+o, k) })
-		args, err := encode(off, n)
+		u := newUnit(c, index+off, n, func(o, k int) ([]byte, []*handle, error) { return encode(off+o, k) })
+		args, handles, err := encode(off, n)
 		if err == nil && len(args)+len(u.head) > limit {
+			releaseAll(handles)
 			err = messageError(&wire.FrameTooLargeError{Size: int64(len(args) + len(u.head)), Limit: limit})
 		}
 		if err == nil {
-			u.args = args
+			u.args, u.handles = args, handles
 			units = append(units, u)
 			return
 		}
@@ -429,6 +447,9 @@ func (c *collector[R]) submit(units []*unit, failures map[int]error) error {
 		c.mu.Lock()
 		c.pending -= len(units) - queued
 		c.mu.Unlock()
+		for _, u := range units[queued:] {
+			u.dropHandles()
+		}
 	}
 	return err
 }

@@ -84,6 +84,9 @@ type workerConn struct {
 	r     *wire.Reader
 	w     *wire.Writer
 	hello wire.Hello // ours, as sent
+	// sentHandles are the IDs of the handles whose descriptors the worker
+	// has (see handle.sendHandles); guarded as writes to w are.
+	sentHandles map[uint64]bool
 }
 
 // startWorker starts a worker process and sends it our hello. The caller

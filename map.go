@@ -63,7 +63,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 		chunk = (len(in) + 4*p.opts.Workers - 1) / (4 * p.opts.Workers)
 	}
 	c := newCollector[R](ctx, p, f.name, cfg)
-	c.quiet, c.failFast = cfg.progress == nil, failFast
+	c.quiet, c.failFast, c.handles = cfg.progress == nil, failFast, f.hasHandles()
 	defer c.finish()
 	units, failures := makeUnits(&c.call, 0, in, chunk, p.maxMessage())
 	if err := c.submit(units, failures); err != nil {
@@ -178,6 +178,7 @@ type imapRun[T, R any] struct {
 
 func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
 	it.c = newCollector[R](ctx, it.p, it.f.name, it.cfg)
+	it.c.handles = it.f.hasHandles()
 	defer it.c.finish()
 	chunk := max(it.cfg.chunk, 1)
 	it.window = 2 * it.p.depth * it.p.opts.Workers // units in flight

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/go-mp/mp/internal/wire"
 )
 
 // PoolOptions configures a [Pool]. The zero value of every field is a
@@ -105,9 +104,10 @@ func (o PoolOptions) check() error {
 // Bound is a registered function bound to its argument, made by [Bind].
 // The zero Bound is no function.
 type Bound struct {
-	fn   string
-	args []byte
-	err  error
+	fn      string
+	args    []byte
+	handles []*handle // shared objects in args; the pool references them
+	err     error
 }
 
 // Bind binds f to arg, for [PoolOptions.Init]. The argument is encoded
@@ -116,11 +116,14 @@ func Bind[T, R any](f Func[T, R], arg T) Bound {
 	if _, err := f.lookup(); err != nil {
 		return Bound{fn: f.name, err: err}
 	}
-	args, err := wire.Marshal(arg)
+	args, handles, err := encodeArgs(arg, f.hasHandles())
 	if err != nil {
 		err = fmt.Errorf("mp: %s: encoding the argument %T: %w", f.name, arg, err)
 	}
-	return Bound{fn: f.name, args: args, err: err}
+	// The pool that runs it takes its own references (NewPool); a Bound
+	// kept but never used holds none.
+	releaseAll(handles)
+	return Bound{fn: f.name, args: args, handles: handles, err: err}
 }
 
 // CallOption configures one call of Map, MapAll, Imap, ImapUnordered,

@@ -112,6 +112,12 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 	if opts.Init.err != nil {
 		return nil, fmt.Errorf("mp: NewPool: Init: %w", opts.Init.err)
 	}
+	for i, h := range opts.Init.handles {
+		if !h.acquire() { // held until Close, for every worker's Init
+			releaseAll(opts.Init.handles[:i])
+			return nil, fmt.Errorf("mp: NewPool: Init: the %v passed to Bind is closed", h.kind)
+		}
+	}
 	if opts.Workers == 0 {
 		opts.Workers = CPUCount()
 	}
@@ -182,6 +188,7 @@ func (p *Pool) Close() error {
 			p.release(u, wire.Result{}, ErrPoolClosed)
 		}
 		p.wg.Wait()
+		releaseAll(p.opts.Init.handles)
 	})
 	return nil
 }
@@ -340,6 +347,7 @@ func (p *Pool) popLocked() *unit {
 // release hands a unit's outcome to its call. Every submitted unit is
 // released exactly once.
 func (p *Pool) release(u *unit, res wire.Result, err error) {
+	u.dropHandles()
 	p.mu.Lock()
 	p.outstanding--
 	if err != nil {

@@ -18,14 +18,15 @@ import (
 // The process is reaped as soon as it exits, whether or not Wait is called:
 // a Process never leaves a zombie behind.
 type Process[R any] struct {
-	wc     *workerConn
-	fn     string
-	done   chan struct{} // closed once result and err are set
-	result R
-	err    error
-	stop   func() bool // stops the ctx watch
-	refill func()      // starts the next warm spare, if this process was one
-	killed atomic.Pointer[error]
+	wc      *workerConn
+	fn      string
+	done    chan struct{} // closed once result and err are set
+	result  R
+	err     error
+	stop    func() bool // stops the ctx watch
+	handles []*handle   // shared objects in the argument, referenced until the end
+	refill  func()      // starts the next warm spare, if this process was one
+	killed  atomic.Pointer[error]
 }
 
 var spawnCount atomic.Int64
@@ -61,13 +62,14 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 	if err := f.begin(ctx); err != nil {
 		return nil, err
 	}
-	payload, err := wire.Marshal(arg)
+	payload, handles, err := encodeArgs(arg, f.hasHandles())
 	if err != nil {
 		return nil, fmt.Errorf("mp: %s: encoding the argument %T: %w", f.name, arg, err)
 	}
 	deadline, _ := ctx.Deadline()
 	head := wire.AppendTaskHeader(nil, wire.Task{Func: f.name, Deadline: deadline, N: 1})
 	if size, limit := len(head)+len(payload), o.maxMessage(); size > limit {
+		releaseAll(handles)
 		return nil, callError(f.name, messageError(&wire.FrameTooLargeError{Size: int64(size), Limit: limit}))
 	}
 	hello := wire.NewHello(fp)
@@ -80,8 +82,12 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 			// Hello and task go out together; the worker's hello was read
 			// and checked when the spare started.
 			wc.w.Add(wire.KindHello, 0, wc.setHello(o, hello))
-			wc.w.Add(wire.KindTask, 1, head, payload)
-			warm = wc.w.Flush() == nil
+			err := wc.sendHandles(handles) // flushes the hello first, if any
+			if err == nil {
+				wc.w.Add(wire.KindTask, 1, head, payload)
+				err = wc.w.Flush()
+			}
+			warm = err == nil
 			if !warm {
 				wc.kill()
 			}
@@ -92,10 +98,11 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 	}
 	if !warm {
 		if wc, err = startWorker(o, hello); err != nil {
+			releaseAll(handles)
 			return nil, err
 		}
 	}
-	p := &Process[R]{wc: wc, fn: f.name, done: make(chan struct{})}
+	p := &Process[R]{wc: wc, fn: f.name, done: make(chan struct{}), handles: handles}
 	p.stop = context.AfterFunc(ctx, func() {
 		cause := context.Cause(ctx)
 		p.killed.Store(&cause)
@@ -116,13 +123,20 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 	defer close(p.done)
 	defer p.stop()
+	defer releaseAll(p.handles)
 	wc := p.wc
 	defer wc.child.Conn.Close()
 	sent := make(chan error, 1)
 	if head == nil {
 		sent <- nil
 	} else {
-		go func() { sent <- wc.w.Write(wire.KindTask, 1, head, payload) }()
+		go func() {
+			err := wc.sendHandles(p.handles)
+			if err == nil {
+				err = wc.w.Write(wire.KindTask, 1, head, payload)
+			}
+			sent <- err
+		}()
 		if err := wc.handshake(startTimeout); err != nil {
 			<-sent
 			p.err = p.withCause(err)

@@ -34,6 +34,7 @@ type entry struct {
 	name    string
 	in, out reflect.Type
 	typeErr error // why the argument or result type can never be encoded
+	handles bool  // the argument type may hold shared objects
 	handler worker.Handler
 }
 
@@ -79,7 +80,7 @@ func Register[T, R any](name string, fn func(ctx context.Context, arg T) (R, err
 		panic(fmt.Sprintf("mp: Register(%q): nil function", name))
 	}
 	in, out := reflect.TypeFor[T](), reflect.TypeFor[R]()
-	e := &entry{name: name, in: in, out: out, handler: handler(name, fn)}
+	e := &entry{name: name, in: in, out: out, handler: handler(name, fn), handles: holdsHandles(in)}
 	if err := wire.CheckType(in); err != nil {
 		e.typeErr = fmt.Errorf("mp: %s: the argument type cannot be encoded: %w", name, err)
 	} else if err := wire.CheckType(out); err != nil {
@@ -208,6 +209,12 @@ func (f Func[T, R]) begin(ctx context.Context) error {
 	return nil
 }
 
+// hasHandles reports whether f's argument type may hold shared objects.
+func (f Func[T, R]) hasHandles() bool {
+	e, _ := f.lookup()
+	return e != nil && e.handles
+}
+
 // freeze stops registration and returns the registry's fingerprint.
 func freeze() string {
 	registry.mu.Lock()
@@ -258,6 +265,7 @@ func Main() {
 
 		NotRegistered: ErrNotRegistered,
 		TaskTimeout:   ErrTaskTimeout,
+		OnFDs:         receiveFDs,
 	}))
 }
 

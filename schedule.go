@@ -56,7 +56,7 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 		}
 		s.inflight = append(s.inflight, u)
 		s.tasks++
-		frames = append(frames, frame{kind: wire.KindTask, id: u.id, head: u.head, body: u.args})
+		frames = append(frames, frame{kind: wire.KindTask, id: u.id, head: u.head, body: u.args, handles: u.handles})
 		if p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
 			s.retire = "max-tasks"
 		}
@@ -105,6 +105,11 @@ func (s *slot) kick() {
 func (s *slot) send(wc *workerConn, frames []frame) error {
 	var err error
 	for _, f := range frames {
+		if len(f.handles) > 0 {
+			if err = wc.sendHandles(f.handles); err != nil {
+				break
+			}
+		}
 		if err = wc.w.Add2(f.kind, f.id, f.head, f.body); err != nil {
 			break
 		}

@@ -139,7 +139,10 @@ func (s *slot) start() (*workerConn, error) {
 func (s *slot) runInit(wc *workerConn) error {
 	in := s.p.opts.Init
 	head := wire.AppendTaskHeader(nil, wire.Task{Func: in.fn, N: 1})
-	err := wc.w.Write(wire.KindTask, 0, head, in.args)
+	err := wc.sendHandles(in.handles)
+	if err == nil {
+		err = wc.w.Write(wire.KindTask, 0, head, in.args)
+	}
 	var f wire.Frame
 	if err == nil {
 		timeout := s.p.opts.Worker.startTimeout()
@@ -172,10 +175,11 @@ func (s *slot) runInit(wc *workerConn) error {
 
 // frame is a frame the supervisor is to send.
 type frame struct {
-	kind wire.Kind
-	id   uint64
-	head []byte
-	body []byte
+	kind    wire.Kind
+	id      uint64
+	head    []byte
+	body    []byte
+	handles []*handle // whose descriptors the worker needs first
 }
 
 // serve runs the supervisor loop for a started worker until the worker
@@ -361,6 +365,7 @@ func (p *Pool) replaceLocked(u *unit, parts ...*unit) []*unit {
 	u.c.sink.grow(n)
 	if len(parts) == 0 {
 		u.c.sink.forget(u)
+		u.dropHandles()
 	}
 	return parts
 }

@@ -26,6 +26,7 @@ const (
 	KindRevoke   Kind = 6 // parent to worker: revoke task ID if it has not started
 	KindOverrun  Kind = 7 // worker to parent: item (u32 payload) of task ID overran its timeout; the worker exits
 	KindProgress Kind = 8 // worker to parent: the first n (u32 payload) items of running chunk ID are done
+	KindFDs      Kind = 9 // parent to worker: descriptors for the handles (u64 IDs in the payload), as SCM_RIGHTS
 )
 
 func (k Kind) String() string {
@@ -46,6 +47,8 @@ func (k Kind) String() string {
 		return "overrun"
 	case KindProgress:
 		return "progress"
+	case KindFDs:
+		return "fds"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

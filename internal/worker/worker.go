@@ -39,6 +39,9 @@ type Config struct {
 	OnHello     func(wire.Hello)           // called with the parent's hello before any task
 	// NotRegistered is the error wrapped for a task of an unknown function.
 	NotRegistered error
+	// OnFDs receives the descriptors of handles, by the IDs the parent
+	// knows them by, before the first task that passes them. It owns them.
+	OnFDs func(ids []uint64, fds []int)
 	// TaskTimeout is the error wrapped around an item's error when the item
 	// failed with context.DeadlineExceeded because its own timeout (the
 	// pool's TaskTimeout) passed, not its call's deadline.
@@ -67,7 +70,8 @@ type task struct {
 type server struct {
 	cfg   Config
 	conn  net.Conn
-	hello wire.Hello // the parent's
+	fds   *wire.FDReader // nil if conn is not a Unix socket
+	hello wire.Hello     // the parent's
 
 	wmu sync.Mutex
 	w   *wire.Writer
@@ -89,7 +93,13 @@ func Serve(conn net.Conn, cfg Config) int {
 	if err := s.w.Write(wire.KindHello, 0, wire.MarshalHello(me)); err != nil {
 		return ExitOK // the parent is already gone
 	}
-	r := wire.NewReader(conn, 0)
+	var r *wire.Reader
+	if uc, ok := conn.(*net.UnixConn); ok {
+		s.fds = wire.NewFDReader(uc)
+		r = wire.NewReader(s.fds, 0)
+	} else {
+		r = wire.NewReader(conn, 0)
+	}
 	f, err := r.Read()
 	if err != nil {
 		return ExitOK
@@ -166,6 +176,11 @@ func (s *server) read(r *wire.Reader) {
 			case s.ready <- struct{}{}:
 			default:
 			}
+		case wire.KindFDs:
+			if err := s.receiveFDs(f.Payload); err != nil {
+				fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
+				exit(ExitProtocol)
+			}
 		case wire.KindCancel:
 			s.cancel(f.ID, true)
 		case wire.KindRevoke:
@@ -175,6 +190,26 @@ func (s *server) read(r *wire.Reader) {
 			exit(ExitProtocol)
 		}
 	}
+}
+
+// receiveFDs takes the descriptors a KindFDs frame names, which arrived
+// with its bytes, and hands them over to Config.OnFDs.
+func (s *server) receiveFDs(payload []byte) error {
+	ids, err := wire.ParseFDs(payload)
+	if err != nil {
+		return err
+	}
+	if s.fds == nil {
+		return fmt.Errorf("%w: descriptors on a connection that cannot carry them", wire.ErrMalformed)
+	}
+	fds, err := s.fds.Take(len(ids))
+	if err != nil {
+		return err
+	}
+	if s.cfg.OnFDs != nil {
+		s.cfg.OnFDs(ids, fds)
+	}
+	return nil
 }
 
 // cancel revokes task id if it is still queued, and if running is set,

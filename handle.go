@@ -1,0 +1,313 @@
+package mp
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/go-mp/mp/internal/shmem"
+	"github.com/go-mp/mp/internal/wire"
+)
+
+// A handle is the part of a shared object (a SharedMemory, a Lock, a
+// Value) that crosses to other processes: a shared memory descriptor,
+// known everywhere by the ID the process that made it gave it.
+//
+// Passing one: the object is a field of a task's argument (or is it). The
+// argument is encoded with the handle's ID in it (handleTag), and the
+// handles met while encoding are recorded with the unit. Before the task
+// frame goes to a worker, its descriptors that the worker has not had yet
+// go in a KindFDs frame, as SCM_RIGHTS; the worker keeps each, mapped once,
+// for its life. So passing the same handle in many tasks costs a lookup per
+// task, and no descriptor accumulates anywhere.
+//
+// Lifetime: the maker holds one reference until it calls Close, and every
+// unit (and Spawn, and pool Init) that carries the handle holds one until
+// it is done with it, so the descriptor stays open while it may still be
+// sent. The memory itself lives until the last process that has it mapped
+// or open is gone, however it ends: there is nothing to clean up after a
+// crash.
+type handle struct {
+	id   uint64
+	kind handleKind
+	size int
+	mem  []byte // mapped; in a worker, for its life
+
+	mu   sync.Mutex
+	fd   int // -1 once the last reference is gone
+	refs int
+}
+
+type handleKind uint8
+
+const (
+	kindSharedMemory handleKind = 1 + iota
+	kindLock
+	kindValue
+)
+
+func (k handleKind) String() string {
+	switch k {
+	case kindSharedMemory:
+		return "SharedMemory"
+	case kindLock:
+		return "Lock"
+	case kindValue:
+		return "Value"
+	}
+	return fmt.Sprintf("handle kind %d", uint8(k))
+}
+
+// handleTag is the CBOR tag of an encoded handle: [kind, id, size].
+const handleTag = 0x6d70 // "mp"
+
+type handleWire struct {
+	_    struct{} `cbor:",toarray"`
+	Kind handleKind
+	ID   uint64
+	Size int
+}
+
+var handleSeq atomic.Uint64
+
+// newHandle makes a shared memory object of size bytes and maps it.
+func newHandle(kind handleKind, size int) (*handle, error) {
+	fd, err := shmem.Create(size)
+	if err != nil {
+		return nil, err
+	}
+	return mapHandle(kind, size, fd, handleSeq.Add(1))
+}
+
+func mapHandle(kind handleKind, size, fd int, id uint64) (*handle, error) {
+	mem, err := shmem.Map(fd, size)
+	if err != nil {
+		shmem.Close(fd)
+		return nil, err
+	}
+	return &handle{id: id, kind: kind, size: size, mem: mem, fd: fd, refs: 1}, nil
+}
+
+// acquire takes a reference, if the handle is still open.
+func (h *handle) acquire() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fd < 0 {
+		return false
+	}
+	h.refs++
+	return true
+}
+
+// release drops a reference; the last one unmaps and closes it.
+func (h *handle) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.refs--; h.refs == 0 && h.fd >= 0 {
+		shmem.Unmap(h.mem)
+		shmem.Close(h.fd)
+		h.fd = -1
+	}
+}
+
+// descriptor returns the handle's descriptor; the caller holds a reference.
+func (h *handle) descriptor() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.fd
+}
+
+func releaseAll(hs []*handle) {
+	for _, h := range hs {
+		h.release()
+	}
+}
+
+// encoding collects the handles met while an argument is encoded. Encoding
+// arguments that may hold handles is serialized (see encodeArgs), so one
+// slot will do; a handle encoded anywhere else is refused.
+var encoding struct {
+	mu  sync.Mutex
+	cur atomic.Pointer[[]*handle]
+}
+
+// encodeArgs encodes v; if its type may hold handles (withHandles), it
+// returns the handles met, each with a reference taken for the caller.
+func encodeArgs[T any](v T, withHandles bool) ([]byte, []*handle, error) {
+	if !withHandles {
+		b, err := wire.Marshal(v)
+		return b, nil, err
+	}
+	encoding.mu.Lock()
+	defer encoding.mu.Unlock()
+	var met []*handle
+	encoding.cur.Store(&met)
+	b, err := wire.Marshal(v)
+	encoding.cur.Store(nil)
+	var held []*handle
+	for _, h := range met {
+		if !h.acquire() {
+			releaseAll(held)
+			return nil, nil, fmt.Errorf("mp: the %v passed is closed", h.kind)
+		}
+		held = append(held, h)
+	}
+	if err != nil {
+		releaseAll(held)
+		return nil, nil, err
+	}
+	return b, held, nil
+}
+
+// marshalHandle is the MarshalCBOR of every shared object.
+func marshalHandle(h *handle) ([]byte, error) {
+	cur := encoding.cur.Load()
+	switch {
+	case cur == nil && isWorker.Load():
+		return nil, fmt.Errorf("mp: a task cannot return a %v: pass it in the argument instead", h.kind)
+	case cur == nil:
+		return nil, fmt.Errorf("mp: a %v can only be encoded by mp, in the argument of Spawn, a pool call or Bind", h.kind)
+	}
+	*cur = append(*cur, h)
+	return wire.MarshalAny(cbor.Tag{Number: handleTag, Content: handleWire{Kind: h.kind, ID: h.id, Size: h.size}})
+}
+
+// unmarshalHandle is the UnmarshalCBOR of every shared object: in a
+// worker, the handle the parent sent before the task.
+func unmarshalHandle(data []byte, kind handleKind) (*handle, error) {
+	var tag cbor.RawTag
+	if err := wire.UnmarshalAny(data, &tag); err != nil {
+		return nil, err
+	}
+	var w handleWire
+	if tag.Number != handleTag || wire.UnmarshalAny(tag.Content, &w) != nil || w.Kind != kind {
+		return nil, fmt.Errorf("%w: not a %v", wire.ErrMalformed, kind)
+	}
+	return received.get(w.ID, w.Kind, w.Size)
+}
+
+// received holds, in a worker, the handles its parent sent, by ID.
+var received receivedHandles
+
+type receivedHandles struct {
+	mu   sync.Mutex
+	fds  map[uint64]int
+	byID map[uint64]*handle
+}
+
+// receiveFDs keeps descriptors the parent sent (worker.Config.OnFDs).
+func receiveFDs(ids []uint64, fds []int) {
+	received.mu.Lock()
+	defer received.mu.Unlock()
+	if received.fds == nil {
+		received.fds = make(map[uint64]int)
+	}
+	for i, id := range ids {
+		if old, dup := received.fds[id]; dup {
+			shmem.Close(old)
+		}
+		received.fds[id] = fds[i]
+	}
+}
+
+// get returns the received handle id, mapped (once) to size bytes.
+func (r *receivedHandles) get(id uint64, kind handleKind, size int) (*handle, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h := r.byID[id]; h != nil {
+		return h, nil
+	}
+	fd, ok := r.fds[id]
+	if !ok {
+		if !isWorker.Load() {
+			return nil, fmt.Errorf("mp: a %v can only be decoded in a process it was sent to", kind)
+		}
+		return nil, fmt.Errorf("%w: %v %d arrived without its descriptor", wire.ErrMalformed, kind, id)
+	}
+	h, err := mapHandle(kind, size, fd, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.byID == nil {
+		r.byID = make(map[uint64]*handle)
+	}
+	r.byID[id] = h // kept for the worker's life: the next task finds it mapped
+	return h, nil
+}
+
+// sharedObject is implemented by the pointer types of shared objects.
+type sharedObject interface{ mpHandle() *handle }
+
+var sharedObjectType = reflect.TypeFor[sharedObject]()
+
+// holdsHandles reports whether values of type t may hold shared objects.
+func holdsHandles(t reflect.Type) bool { return holds(t, map[reflect.Type]bool{}) }
+
+func holds(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	if t.Implements(sharedObjectType) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return holds(t.Elem(), seen)
+	case reflect.Map:
+		return holds(t.Key(), seen) || holds(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if holds(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	case reflect.Interface:
+		return t.NumMethod() == 0 // an any may hold one
+	}
+	return false
+}
+
+// sendHandles sends wc's worker the descriptors of hs it has not had yet,
+// before the frame that needs them. The caller holds what serializes
+// writes to wc, and a reference to each handle.
+func (wc *workerConn) sendHandles(hs []*handle) error {
+	var ids []uint64
+	var fds []int
+	for _, h := range hs {
+		if wc.sentHandles[h.id] || slicesContains(ids, h.id) {
+			continue
+		}
+		ids, fds = append(ids, h.id), append(fds, h.descriptor())
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), wire.MaxFDs)
+		if err := wc.w.Flush(); err != nil {
+			return err
+		}
+		if err := wire.SendFDs(wc.child.Conn, ids[:n], fds[:n]); err != nil {
+			return err
+		}
+		if wc.sentHandles == nil {
+			wc.sentHandles = make(map[uint64]bool)
+		}
+		for _, id := range ids[:n] {
+			wc.sentHandles[id] = true
+		}
+		ids, fds = ids[n:], fds[n:]
+	}
+	return nil
+}
+
+func slicesContains(s []uint64, v uint64) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+

@@ -1,0 +1,153 @@
+// Package shmem is the operating system's side of mp's shared state:
+// anonymous shared memory (memfd), named shared memory (/dev/shm),
+// mappings, and futex waits on words in shared memory.
+package shmem
+
+import (
+	"errors"
+	"os"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Supported reports whether shared memory works here.
+func Supported() error { return nil }
+
+// Create makes an anonymous shared memory object of size bytes and returns
+// its descriptor (close-on-exec). It vanishes when the last descriptor and
+// mapping of it are gone, however the processes holding them end.
+func Create(size int) (int, error) {
+	fd, err := unix.MemfdCreate("mp", unix.MFD_CLOEXEC)
+	if err != nil {
+		return -1, os.NewSyscallError("memfd_create", err)
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("ftruncate", err)
+	}
+	return fd, nil
+}
+
+// Open opens (or, with create, creates exclusively) the named object at
+// path, of size bytes when created.
+func Open(path string, size int, create bool) (fd, actual int, err error) {
+	flags := unix.O_RDWR | unix.O_CLOEXEC
+	if create {
+		flags |= unix.O_CREAT | unix.O_EXCL
+	}
+	fd, err = unix.Open(path, flags, 0o600)
+	if err != nil {
+		return -1, 0, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	if create {
+		if err := unix.Ftruncate(fd, int64(size)); err != nil {
+			unix.Close(fd)
+			unix.Unlink(path)
+			return -1, 0, os.NewSyscallError("ftruncate", err)
+		}
+		return fd, size, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, 0, os.NewSyscallError("fstat", err)
+	}
+	return fd, int(st.Size), nil
+}
+
+// Unlink removes the name at path.
+func Unlink(path string) error {
+	if err := unix.Unlink(path); err != nil {
+		return &os.PathError{Op: "unlink", Path: path, Err: err}
+	}
+	return nil
+}
+
+// Map maps size bytes of fd, shared, read and write.
+func Map(fd, size int) ([]byte, error) {
+	b, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	return b, nil
+}
+
+// Unmap undoes Map.
+func Unmap(b []byte) error { return unix.Munmap(b) }
+
+// Close closes a descriptor.
+func Close(fd int) error { return unix.Close(fd) }
+
+// Dup duplicates a descriptor, close-on-exec.
+func Dup(fd int) (int, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("fcntl", err)
+	}
+	return nfd, nil
+}
+
+// The futex operations, shared between processes (not FUTEX_PRIVATE).
+const (
+	futexWait = 0
+	futexWake = 1
+)
+
+// ErrTimeout is returned by Wait when its timeout passed.
+var ErrTimeout = errors.New("futex wait timed out")
+
+// Wait sleeps while *addr == val, for at most d, or until Wake. It may
+// return early, spuriously: callers check their condition again.
+func Wait(addr *uint32, val uint32, d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWait, uintptr(val),
+		uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+// Wake wakes up to n processes waiting on addr.
+func Wake(addr *uint32, n int) {
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWake, uintptr(n), 0, 0, 0)
+}
+
+// Alive reports whether process pid exists (and is not a zombie).
+func Alive(pid int) bool {
+	if err := unix.Kill(pid, 0); err == unix.ESRCH {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+	if err != nil {
+		return !os.IsNotExist(err)
+	}
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == ')' {
+			return !(i+2 < len(b) && (b[i+2] == 'Z' || b[i+2] == 'X'))
+		}
+	}
+	return true
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		if n /= 10; n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// Word returns the uint32 at offset off of b, for atomics and futexes.
+func Word(b []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
+
+// MaxSize is the machine's memory, in bytes: no shared block can be larger.
+func MaxSize() uint64 {
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
+}

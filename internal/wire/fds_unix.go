@@ -1,0 +1,76 @@
+//go:build unix
+
+package wire
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// SendFDs writes a KindFDs frame for ids to c, with fds attached.
+func SendFDs(c *net.UnixConn, ids []uint64, fds []int) error {
+	frame := FDFrame(ids)
+	n, oobn, err := c.WriteMsgUnix(frame, syscall.UnixRights(fds...), nil)
+	if err == nil && (n != len(frame) || oobn == 0) {
+		err = fmt.Errorf("mp: sending %d descriptors: a short write (%d of %d bytes)", len(fds), n, len(frame))
+	}
+	return err
+}
+
+// FDReader reads a Unix socket and keeps the descriptors that arrive with
+// its bytes, in order, for the KindFDs frames that name them. Put a Reader
+// on top of it.
+type FDReader struct {
+	conn *net.UnixConn
+	oob  []byte
+
+	mu  sync.Mutex
+	fds []int
+}
+
+// NewFDReader returns an FDReader of c.
+func NewFDReader(c *net.UnixConn) *FDReader {
+	return &FDReader{conn: c, oob: make([]byte, syscall.CmsgSpace(4*MaxFDs*4))}
+}
+
+func (r *FDReader) Read(p []byte) (int, error) {
+	n, oobn, _, _, err := r.conn.ReadMsgUnix(p, r.oob)
+	if oobn > 0 {
+		r.keep(r.oob[:oobn])
+	}
+	return n, err
+}
+
+func (r *FDReader) keep(oob []byte) {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return
+	}
+	for _, m := range msgs {
+		fds, err := syscall.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			syscall.CloseOnExec(fd)
+		}
+		r.mu.Lock()
+		r.fds = append(r.fds, fds...)
+		r.mu.Unlock()
+	}
+}
+
+// Take returns the next n descriptors received, oldest first, or an error
+// if fewer arrived (then it takes none).
+func (r *FDReader) Take(n int) ([]int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.fds) < n {
+		return nil, fmt.Errorf("%w: a frame names %d descriptors, %d arrived", ErrMalformed, n, len(r.fds))
+	}
+	fds := append([]int(nil), r.fds[:n]...)
+	r.fds = r.fds[n:]
+	return fds, nil
+}

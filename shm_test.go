@@ -1,0 +1,191 @@
+package mp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+)
+
+// shmJob is what the shared memory tests pass: a block and a part of it.
+type shmJob struct {
+	Mem        *mp.SharedMemory
+	Lo, Hi     int
+	Write      byte // written at Lo if not 0
+	ReportUsed bool // return the worker's descriptors and memfd mappings
+}
+
+var (
+	shmSum = mp.Register("test.shm.sum", func(ctx context.Context, j shmJob) (int, error) {
+		b := j.Mem.Bytes()
+		sum := 0
+		for _, c := range b[j.Lo:j.Hi] {
+			sum += int(c)
+		}
+		if j.Write != 0 {
+			b[j.Lo] = j.Write
+		}
+		if j.ReportUsed {
+			return usedHere(), nil
+		}
+		return sum, nil
+	})
+	shmReturn = mp.Register("test.shm.return", func(ctx context.Context, j shmJob) (*mp.SharedMemory, error) {
+		return j.Mem, nil
+	})
+)
+
+// usedHere is this process's open descriptors plus its mappings of
+// anonymous shared memory, times 1000.
+func usedHere() int {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	maps, _ := os.ReadFile("/proc/self/maps")
+	return len(fds) + 1000*strings.Count(string(maps), "/memfd:mp")
+}
+
+func TestSharedMemorySpawn(t *testing.T) {
+	t.Parallel()
+	m, err := mp.CreateSharedMemory("", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	b := m.Bytes()
+	for i := range b {
+		b[i] = byte(i % 7)
+	}
+	want := 0
+	for _, c := range b[100:900] {
+		want += int(c)
+	}
+	got, err, _ := spawnWait(t, shmSum, shmJob{Mem: m, Lo: 100, Hi: 900, Write: 99})
+	if err != nil || got != want {
+		t.Fatalf("sum in the child: got %d, %v; want %d", got, err, want)
+	}
+	if b[100] != 99 {
+		t.Errorf("the child's write is not in the parent's memory: got %d", b[100])
+	}
+}
+
+func TestSharedMemoryPoolOnce(t *testing.T) {
+	// The same block in many tasks: the descriptor goes to each worker
+	// once, and the worker maps it once.
+	t.Parallel()
+	m, err := mp.CreateSharedMemory("", 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	p := newPool(t, mp.PoolOptions{Workers: 1})
+	ctx := bounded(t, 60*time.Second)
+	job := shmJob{Mem: m, Hi: 10, ReportUsed: true}
+	first, err := mp.Apply(ctx, p, shmSum, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		got, err := mp.Apply(ctx, p, shmSum, job)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != first {
+			t.Fatalf("after %d tasks the worker holds %d descriptors and %d mappings, from %d and %d", i+1, got%1000, got/1000, first%1000, first/1000)
+		}
+	}
+	if first/1000 != 1 {
+		t.Errorf("the worker has %d mappings of the block, want 1", first/1000)
+	}
+	jobs := make([]shmJob, 500)
+	for i := range jobs {
+		jobs[i] = shmJob{Mem: m, Lo: i, Hi: i + 1}
+	}
+	if _, err := mp.Map(ctx, p, shmSum, jobs, mp.ChunkSize(3)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSharedMemoryBadInput(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		size int
+		want string
+	}{
+		{"", 0, "must be positive"},
+		{"", -1, "must be positive"},
+		{"", 1 << 62, "over this machine's memory"},
+		{"a/b", 10, "use 1 to 200 letters"},
+		{"..", 10, "use 1 to 200 letters"},
+	} {
+		if _, err := mp.CreateSharedMemory(tt.name, tt.size); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("CreateSharedMemory(%q, %d): got %v, want %q", tt.name, tt.size, err, tt.want)
+		}
+	}
+	if _, err := mp.OpenSharedMemory(fmt.Sprintf("mp-test-missing-%d", os.Getpid())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("OpenSharedMemory of no such name: got %v, want os.ErrNotExist", err)
+	}
+	anon, err := mp.CreateSharedMemory("", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := anon.Unlink(); err == nil || !strings.Contains(err.Error(), "anonymous") {
+		t.Errorf("Unlink of an anonymous block: got %v", err)
+	}
+	anon.Close()
+	if err := anon.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	p := newPool(t, mp.PoolOptions{Workers: 1})
+	if _, err := mp.Apply(bounded(t, 10*time.Second), p, shmSum, shmJob{Mem: anon, Hi: 1}); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("passing a closed block: got %v", err)
+	}
+}
+
+func TestSharedMemoryNamed(t *testing.T) {
+	t.Parallel()
+	name := fmt.Sprintf("mp-test-%d", os.Getpid())
+	m, err := mp.CreateSharedMemory(name, 8192)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := mp.CreateSharedMemory(name, 8192); !errors.Is(err, os.ErrExist) {
+		t.Errorf("creating a taken name: got %v, want os.ErrExist", err)
+	}
+	o, err := mp.OpenSharedMemory(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Bytes()[5] = 42
+	if o.Size() != 8192 || o.Bytes()[5] != 42 || o.Name() != name {
+		t.Errorf("opened block: size %d, byte %d", o.Size(), o.Bytes()[5])
+	}
+	o.Close()
+	if err := m.Unlink(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unlink(); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("second Unlink: got %v, want os.ErrNotExist", err)
+	}
+	if _, err := os.Stat("/dev/shm/" + name); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("/dev/shm/%s after Unlink: %v", name, err)
+	}
+}
+
+func TestSharedMemoryNotReturned(t *testing.T) {
+	t.Parallel()
+	m, err := mp.CreateSharedMemory("", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	p := newPool(t, mp.PoolOptions{Workers: 1})
+	if _, err := mp.Apply(bounded(t, 10*time.Second), p, shmReturn, shmJob{Mem: m}); err == nil || !strings.Contains(err.Error(), "cannot return") {
+		t.Errorf("a task returning a block: got %v", err)
+	}
+}
