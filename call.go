@@ -51,7 +51,7 @@ type unit struct {
 	head  []byte // the task frame's header
 	args  []byte // the encoded arguments
 	// encode encodes items [off, off+n) of this unit's input, for split.
-	encode  func(off, n int) ([]byte, []*handle, error)
+	encode func(off, n int) ([]byte, []*handle, error)
 	// handles are the shared objects its arguments pass, each referenced
 	// by the unit until it is released or replaced (see dropHandles).
 	handles []*handle
@@ -70,6 +70,7 @@ type flight struct {
 	splitting  bool      // overran its timeout: to be run again in smaller chunks
 	overrun    int       // 1 + the index of the item its worker reported overrunning; 0 if none
 	stolen     bool      // an idle worker wants it: revoke it from this one
+	lost       bool      // its task could not be written: the worker was gone
 	revokeSent bool      // the revoke (or cancel) frame for it went out
 	killAt     time.Time // when its worker is killed, if it has not returned by then
 }

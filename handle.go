@@ -310,4 +310,3 @@ func slicesContains(s []uint64, v uint64) bool {
 	}
 	return false
 }
-

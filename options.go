@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
-
 )
 
 // PoolOptions configures a [Pool]. The zero value of every field is a

@@ -23,13 +23,20 @@ func (s *slot) read(wc *workerConn, dead chan<- error) {
 			s.protocolError(wc, err)
 		}
 		if err != nil {
+			// Not ready from now on: no task must be sent to a worker
+			// that is gone, and be blamed for its end.
+			s.p.mu.Lock()
+			if s.wc == wc {
+				s.ready = false
+			}
+			s.p.mu.Unlock()
 			dead <- err
 			return
 		}
 		if wc.r.Buffered() == 0 {
 			// Every frame received so far is handled: send the worker
 			// what it should run next, all at once.
-			s.kick()
+			s.kick(true)
 		}
 	}
 }
@@ -37,7 +44,7 @@ func (s *slot) read(wc *workerConn, dead chan<- error) {
 // protocolError kills a worker that cannot be talked to, and records why.
 func (s *slot) protocolError(wc *workerConn, err error) {
 	s.p.mu.Lock()
-	if s.kill == "" {
+	if s.wc == wc && s.kill == "" {
 		s.kill = "protocol error: " + trimPrefix(err)
 	}
 	s.p.mu.Unlock()

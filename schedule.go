@@ -2,7 +2,10 @@ package mp
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"time"
 
 	"github.com/go-mp/mp/internal/wire"
@@ -56,7 +59,7 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 		}
 		s.inflight = append(s.inflight, u)
 		s.tasks++
-		frames = append(frames, frame{kind: wire.KindTask, id: u.id, head: u.head, body: u.args, handles: u.handles})
+		frames = append(frames, frame{kind: wire.KindTask, id: u.id, head: u.head, body: u.args, handles: u.handles, u: u})
 		if p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
 			s.retire = "max-tasks"
 		}
@@ -79,23 +82,43 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 // every task. The supervisor is poked only for what it alone does: arm a
 // timer for a deadline or a memory sample, kill or retire the worker, or
 // send what kick could not because the supervisor was sending.
-func (s *slot) kick() {
+func (s *slot) kick(fromReader bool) {
 	if !s.sendMu.TryLock() {
 		s.poke()
 		return
 	}
 	wc, frames, drop, kill, retire, next := s.step(time.Now(), memSample{})
 	var err error
-	if wc != nil {
+	deferred := false
+	switch {
+	case wc == nil:
+	case fromReader && framesSize(frames) > readerWriteMax:
+		// The reader must not block on a long write while the worker
+		// waits for it to read: the supervisor writes these.
+		s.deferred, s.deferredWC, deferred = append(s.deferred, frames...), wc, true
+	default:
 		err = s.send(wc, frames)
 	}
+	clear(frames) // keep no task's bytes alive
 	s.sendMu.Unlock()
 	for _, u := range drop {
 		s.p.release(u, wire.Result{}, u.failed)
 	}
-	if wc == nil || err != nil || kill || retire || next < time.Hour {
+	if wc == nil || err != nil || deferred || kill || retire || next < time.Hour {
 		s.poke()
 	}
+}
+
+// readerWriteMax is the most a reader writes to its worker itself: the
+// worker's socket takes that much at once even while it is busy.
+const readerWriteMax = 32 << 10
+
+func framesSize(frames []frame) int {
+	n := 0
+	for _, f := range frames {
+		n += wire.HeaderSize + len(f.head) + len(f.body)
+	}
+	return n
 }
 
 // send writes frames to the worker, in order. If one cannot be written to
@@ -103,6 +126,13 @@ func (s *slot) kick() {
 // waited for forever; a dead worker's reader reports its end. The caller
 // holds s.sendMu.
 func (s *slot) send(wc *workerConn, frames []frame) error {
+	if len(s.deferred) > 0 { // frames a reader left: they go first
+		deferred := s.deferred
+		s.deferred = nil
+		if s.deferredWC == wc {
+			frames = append(deferred, frames...)
+		}
+	}
 	var err error
 	for _, f := range frames {
 		if len(f.handles) > 0 {
@@ -117,10 +147,30 @@ func (s *slot) send(wc *workerConn, frames []frame) error {
 	if ferr := wc.w.Flush(); err == nil {
 		err = ferr
 	}
-	if err != nil && !peerGone(err) {
+	switch {
+	case err == nil:
+	case peerGone(err) || errors.Is(err, net.ErrClosed):
+		s.lost(wc, frames)
+	default:
 		s.protocolError(wc, err)
 	}
 	return err
+}
+
+// lost marks the tasks of frames, which could not be written because the
+// worker was gone, as never delivered: its death is not theirs to answer
+// for, and they run again elsewhere (see settleLocked).
+func (s *slot) lost(wc *workerConn, frames []frame) {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	if s.wc != wc {
+		return // settled already
+	}
+	for _, f := range frames {
+		if f.u != nil && slices.Contains(s.inflight, f.u) {
+			f.u.lost = true
+		}
+	}
 }
 
 // kickAll kicks the slots in turn while work is queued.
@@ -132,7 +182,7 @@ func (p *Pool) kickAll() {
 		if empty {
 			return
 		}
-		s.kick()
+		s.kick(false)
 	}
 }
 

@@ -41,7 +41,9 @@ type slot struct {
 	killID    uint64        // the task it was killed for
 	avgTask   time.Duration // a moving average of how long its tasks take, for its depth
 
-	frames []frame // step's, guarded by sendMu
+	frames     []frame     // step's, guarded by sendMu
+	deferred   []frame     // frames a reader left for the supervisor to send; guarded by sendMu
+	deferredWC *workerConn // the worker they are for
 }
 
 func (s *slot) poke() {
@@ -180,6 +182,7 @@ type frame struct {
 	head    []byte
 	body    []byte
 	handles []*handle // whose descriptors the worker needs first
+	u       *unit     // a task's
 }
 
 // serve runs the supervisor loop for a started worker until the worker
@@ -203,6 +206,7 @@ func (s *slot) serve(wc *workerConn) bool {
 		s.sendMu.Lock()
 		_, frames, drop, kill, retire, next := s.step(time.Now(), mem)
 		s.send(wc, frames)
+		clear(frames)
 		s.sendMu.Unlock()
 		for _, u := range drop {
 			p.release(u, wire.Result{}, u.failed)
@@ -324,6 +328,10 @@ func (p *Pool) settleLocked(inflight []*unit, exit *ExitError, killedID uint64) 
 			p.replaceLocked(u)
 		case p.closing:
 			failed = append(failed, failure{u, ErrPoolClosed})
+		case u.lost:
+			// Sent to a worker that had died: it never had it.
+			u.reset()
+			requeue = append(requeue, u)
 		case i > 0, killedID != 0 && u.id != killedID:
 			// It never started, or it started only after the task the worker
 			// was killed for had finished: either way not at fault.

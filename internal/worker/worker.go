@@ -76,6 +76,9 @@ type server struct {
 	wmu sync.Mutex
 	w   *wire.Writer
 
+	replies chan struct{} // poked when revoked grows
+	revoked []uint64      // tasks revoked, to be told; guarded by mu
+
 	mu      sync.Mutex
 	queue   []*task
 	running *task
@@ -120,6 +123,8 @@ func Serve(conn net.Conn, cfg Config) int {
 	if cfg.OnHello != nil {
 		cfg.OnHello(s.hello)
 	}
+	s.replies = make(chan struct{}, 1)
+	go s.reply()
 	go s.read(r)
 	return s.run()
 }
@@ -224,12 +229,32 @@ func (s *server) cancel(id uint64, running bool) {
 	for i, t := range s.queue {
 		if t.id == id {
 			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			s.revoked = append(s.revoked, id)
 			s.mu.Unlock()
-			s.write(wire.KindRevoked, id, nil)
+			select {
+			case s.replies <- struct{}{}:
+			default:
+			}
 			return
 		}
 	}
 	s.mu.Unlock() // already done: its result is on its way
+}
+
+// reply sends the revoked frames that cancel queued. It runs in a
+// goroutine of its own, because the read loop must never wait for a
+// write: the parent may be writing to us, and reading only once its write
+// is done, while our write waits for it to read.
+func (s *server) reply() {
+	for range s.replies {
+		s.mu.Lock()
+		ids := s.revoked
+		s.revoked = nil
+		s.mu.Unlock()
+		for _, id := range ids {
+			s.write(wire.KindRevoked, id, nil)
+		}
+	}
 }
 
 func (s *server) next() *task {
@@ -388,14 +413,18 @@ func (s *server) watch(t *task, i int) *time.Timer {
 	s.item = i
 	s.mu.Unlock()
 	return time.AfterFunc(t.body.Timeout+OverrunGrace, func() {
+		// Hold the write lock to the end: run needs it to send the task's
+		// result, which therefore cannot follow this report. Not s.mu:
+		// the read loop takes it, and must never wait for a write.
+		s.wmu.Lock()
 		s.mu.Lock()
-		if s.running != t || s.item != i {
-			s.mu.Unlock()
+		overran := s.running == t && s.item == i
+		s.mu.Unlock()
+		if !overran {
+			s.wmu.Unlock()
 			return
 		}
-		// Keep the lock to the end: run needs it to finish the task, so
-		// the task's result cannot be sent after this report.
-		s.write(wire.KindOverrun, t.id, binary.BigEndian.AppendUint32(nil, uint32(i)))
+		s.w.Write(wire.KindOverrun, t.id, binary.BigEndian.AppendUint32(nil, uint32(i)))
 		exit(ExitOverrun)
 	})
 }
