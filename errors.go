@@ -45,6 +45,12 @@ var (
 	// the caller's ctx.
 	ErrTaskTimeout = fmt.Errorf("mp: task timeout: %w", context.DeadlineExceeded)
 
+	// ErrOwnerDied is matched by the error of Lock.Lock (and of the other
+	// locks' acquiring calls) when the process that held the lock died
+	// holding it: the caller now holds the lock, and the state it guards
+	// may be half updated.
+	ErrOwnerDied = errors.New("mp: lock owner died")
+
 	// ErrQueueFull is wrapped by the error of a call made with NoWait when
 	// the pool's queue has no room for its tasks (PoolOptions.MaxQueued).
 	ErrQueueFull = errors.New("mp: pool queue full")

@@ -1,0 +1,172 @@
+package mp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-mp/mp/internal/shmem"
+)
+
+// Lock is a mutual exclusion lock shared by processes, as Python's
+// multiprocessing.Lock: a word in shared memory that holds its owner's
+// process ID, with futex waits. Pass it to other processes as (a field of)
+// the argument of Spawn, of a pool call or of Bind, like a [SharedMemory].
+//
+// A Lock is owned by a process, not a goroutine: within one process it
+// excludes goroutines too, and any goroutine of the owning process may
+// unlock it. It is not recursive.
+//
+// If the process that holds it dies, the next Lock call takes it over and
+// returns an error matching [ErrOwnerDied], with the lock held: the state
+// it guards may be half updated, and the caller decides. A holder's death
+// is noticed within 50ms. (A process ID reused by a new process in that
+// time would keep the lock held: a short window.)
+//
+// It is not a sync.Locker: acquiring it can fail.
+type Lock struct {
+	h      *handle
+	worker bool
+}
+
+// waitersBit marks a lock word that processes wait on; the rest is the
+// owner's PID (Linux PIDs are below 2^22).
+const waitersBit = 1 << 31
+
+// deadPoll is how often a waiter checks that the lock's owner lives.
+const deadPoll = 50 * time.Millisecond
+
+// NewLock makes a Lock, unlocked.
+func NewLock() (*Lock, error) {
+	if err := shmem.Supported(); err != nil {
+		return nil, err
+	}
+	h, err := newHandle(kindLock, 64)
+	if err != nil {
+		return nil, fmt.Errorf("mp: NewLock: %w", err)
+	}
+	return &Lock{h: h}, nil
+}
+
+func (l *Lock) word() *uint32 { return shmem.Word(l.h.mem, 0) }
+
+// Lock acquires the lock, waiting while another holds it, until ctx ends
+// (then it returns ctx's cause, without the lock). If its holder died, it
+// returns an error matching ErrOwnerDied, and the caller holds the lock.
+func (l *Lock) Lock(ctx context.Context) error {
+	if ctx == nil {
+		return nilContext("Lock.Lock")
+	}
+	return lockWord(ctx, l.word())
+}
+
+// TryLock acquires the lock if it is free (or its holder died: then the
+// error matches ErrOwnerDied) and reports whether it did.
+func (l *Lock) TryLock() (bool, error) {
+	ok, err := tryLockWord(l.word(), false)
+	return ok, err
+}
+
+// Unlock releases the lock. It returns an error if this process does not
+// hold it.
+func (l *Lock) Unlock() error { return unlockWord(l.word()) }
+
+// Close releases this process's use of the lock, once the calls that pass
+// it are done with it; it lives on in the processes that hold it.
+func (l *Lock) Close() error {
+	if !l.worker {
+		l.h.release()
+	}
+	return nil
+}
+
+// MarshalCBOR encodes the lock as a reference to it, for mp to pass.
+func (l *Lock) MarshalCBOR() ([]byte, error) { return marshalHandle(l.h) }
+
+// UnmarshalCBOR decodes a lock passed by the parent, in a worker.
+func (l *Lock) UnmarshalCBOR(data []byte) error {
+	h, err := unmarshalHandle(data, kindLock)
+	if err != nil {
+		return err
+	}
+	l.h, l.worker = h, true
+	return nil
+}
+
+func (l *Lock) mpHandle() *handle { return l.h }
+
+// tryLockWord takes the lock word if it is free or its owner is dead.
+// contended marks the word as waited on, for a caller that has waited.
+func tryLockWord(w *uint32, contended bool) (bool, error) {
+	me := uint32(os.Getpid())
+	for {
+		v := atomic.LoadUint32(w)
+		owner := v &^ waitersBit
+		mine := me
+		if contended || v&waitersBit != 0 {
+			mine |= waitersBit
+		}
+		switch {
+		case owner == 0:
+			if atomic.CompareAndSwapUint32(w, v, mine) {
+				return true, nil
+			}
+		case owner != me && !shmem.Alive(int(owner)):
+			if atomic.CompareAndSwapUint32(w, v, mine) {
+				return true, fmt.Errorf("%w: process %d died holding the lock, which is now this process's", ErrOwnerDied, owner)
+			}
+		default:
+			return false, nil
+		}
+	}
+}
+
+func lockWord(ctx context.Context, w *uint32) error {
+	contended := false
+	for {
+		ok, err := tryLockWord(w, contended)
+		if ok {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		v := atomic.LoadUint32(w)
+		if v&^waitersBit == 0 {
+			continue
+		}
+		if v&waitersBit == 0 && !atomic.CompareAndSwapUint32(w, v, v|waitersBit) {
+			continue
+		}
+		contended = true
+		d := deadPoll
+		if dl, ok := ctx.Deadline(); ok {
+			d = min(d, max(time.Until(dl), time.Millisecond))
+		}
+		shmem.Wait(w, v|waitersBit, d)
+	}
+}
+
+func unlockWord(w *uint32) error {
+	me := uint32(os.Getpid())
+	for {
+		v := atomic.LoadUint32(w)
+		if owner := v &^ waitersBit; owner != me {
+			if owner == 0 {
+				return fmt.Errorf("mp: Unlock of an unlocked Lock")
+			}
+			return fmt.Errorf("mp: Unlock of a Lock held by process %d, not this one", owner)
+		}
+		if atomic.CompareAndSwapUint32(w, v, 0) {
+			if v&waitersBit != 0 {
+				shmem.Wake(w, 1)
+			}
+			return nil
+		}
+	}
+}
+
+func isOwnerDied(err error) bool { return errors.Is(err, ErrOwnerDied) }
