@@ -158,4 +158,3 @@ func TestValueOps(t *testing.T) {
 		t.Errorf("Update: %v, %v", err, f32.Load())
 	}
 }
-

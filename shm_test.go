@@ -189,3 +189,59 @@ func TestSharedMemoryNotReturned(t *testing.T) {
 		t.Errorf("a task returning a block: got %v", err)
 	}
 }
+
+// shmHoldJob holds a block until killed.
+var shmHold = mp.Register("test.shm.hold", func(ctx context.Context, j shmJob) (int, error) {
+	j.Mem.Bytes()[j.Lo] = 1
+	time.Sleep(time.Hour)
+	return 0, nil
+})
+
+func TestSharedMemoryLeavesNothing(t *testing.T) {
+	// Every process that holds anonymous blocks is SIGKILLed: nothing is
+	// left in /dev/shm, and this process holds no descriptor more than
+	// before once it has closed its blocks.
+	shmBefore, _ := os.ReadDir("/dev/shm")
+	ctx := bounded(t, 60*time.Second)
+	// Let the runtime open what it keeps open.
+	if _, err, _ := spawnWait(t, procSquare, 1); err != nil {
+		t.Fatal(err)
+	}
+	fdsBefore := len(openFDs(t))
+	var mems []*mp.SharedMemory
+	var procs []*mp.Process[int]
+	for i := range 3 {
+		m, err := mp.CreateSharedMemory("", 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mems = append(mems, m)
+		p, err := mp.Spawn(ctx, shmHold, shmJob{Mem: m, Lo: i}, mp.WorkerOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
+	}
+	for i, m := range mems { // each child has mapped its block
+		for m.Bytes()[i] != 1 {
+			if ctx.Err() != nil {
+				t.Fatal("a child never wrote to its block")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for _, p := range procs {
+		p.Kill()
+		p.Wait(ctx)
+	}
+	for _, m := range mems {
+		m.Close()
+	}
+	shmAfter, _ := os.ReadDir("/dev/shm")
+	if len(shmAfter) != len(shmBefore) {
+		t.Errorf("/dev/shm has %d entries, had %d", len(shmAfter), len(shmBefore))
+	}
+	if fds := len(openFDs(t)); fds > fdsBefore {
+		t.Errorf("%d descriptors open, %d before", fds, fdsBefore)
+	}
+}
