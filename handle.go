@@ -36,9 +36,10 @@ type handle struct {
 	size int
 	mem  []byte // mapped; in a worker, for its life
 
-	mu   sync.Mutex
-	fd   int // -1 once the last reference is gone
-	refs int
+	mu    sync.Mutex
+	fd    int // -1 once the last reference is gone
+	refs  int
+	slots map[*slot]bool // pool workers it was sent to, told to drop it at the end
 }
 
 type handleKind uint8
@@ -105,12 +106,30 @@ func (h *handle) acquire() bool {
 // release drops a reference; the last one unmaps and closes it.
 func (h *handle) release() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	var tell map[*slot]bool
 	if h.refs--; h.refs == 0 && h.fd >= 0 {
 		shmem.Unmap(h.mem)
 		shmem.Close(h.fd)
 		h.fd = -1
+		tell, h.slots = h.slots, nil
 	}
+	h.mu.Unlock()
+	// Workers keep what they were sent for their life: tell those that
+	// have it to drop it, or a program that makes a new object per task
+	// would fill them with mappings.
+	for s := range tell {
+		s.forget(h.id)
+	}
+}
+
+// sentTo records that the worker of pool slot s has the handle.
+func (h *handle) sentTo(s *slot) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.slots == nil {
+		h.slots = make(map[*slot]bool)
+	}
+	h.slots[s] = true
 }
 
 // descriptor returns the handle's descriptor; the caller holds a reference.
@@ -198,6 +217,24 @@ type receivedHandles struct {
 	byID map[uint64]*handle
 }
 
+// forgetHandles drops, in a worker, handles the parent closed
+// (worker.Config.OnForget): the parent sends that only once no task that
+// carries them is left, so no task of this worker uses them any more.
+func forgetHandles(ids []uint64) {
+	received.mu.Lock()
+	defer received.mu.Unlock()
+	for _, id := range ids {
+		if h := received.byID[id]; h != nil {
+			shmem.Unmap(h.mem)
+			delete(received.byID, id)
+		}
+		if fd, ok := received.fds[id]; ok {
+			shmem.Close(fd)
+			delete(received.fds, id)
+		}
+	}
+}
+
 // receiveFDs keeps descriptors the parent sent (worker.Config.OnFDs).
 func receiveFDs(ids []uint64, fds []int) {
 	received.mu.Lock()
@@ -274,7 +311,7 @@ func holds(t reflect.Type, seen map[reflect.Type]bool) bool {
 // sendHandles sends wc's worker the descriptors of hs it has not had yet,
 // before the frame that needs them. The caller holds what serializes
 // writes to wc, and a reference to each handle.
-func (wc *workerConn) sendHandles(hs []*handle) error {
+func (wc *workerConn) sendHandles(hs []*handle, s *slot) error {
 	var ids []uint64
 	var fds []int
 	for _, h := range hs {
@@ -296,6 +333,13 @@ func (wc *workerConn) sendHandles(hs []*handle) error {
 		}
 		for _, id := range ids[:n] {
 			wc.sentHandles[id] = true
+		}
+		if s != nil {
+			for _, h := range hs {
+				if slicesContains(ids[:n], h.id) {
+					h.sentTo(s)
+				}
+			}
 		}
 		ids, fds = ids[n:], fds[n:]
 	}

@@ -82,7 +82,7 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 			// Hello and task go out together; the worker's hello was read
 			// and checked when the spare started.
 			wc.w.Add(wire.KindHello, 0, wc.setHello(o, hello))
-			err := wc.sendHandles(handles) // flushes the hello first, if any
+			err := wc.sendHandles(handles, nil) // flushes the hello first, if any
 			if err == nil {
 				wc.w.Add(wire.KindTask, 1, head, payload)
 				err = wc.w.Flush()
@@ -131,7 +131,7 @@ func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 		sent <- nil
 	} else {
 		go func() {
-			err := wc.sendHandles(p.handles)
+			err := wc.sendHandles(p.handles, nil)
 			if err == nil {
 				err = wc.w.Write(wire.KindTask, 1, head, payload)
 			}

@@ -266,6 +266,7 @@ func Main() {
 		NotRegistered: ErrNotRegistered,
 		TaskTimeout:   ErrTaskTimeout,
 		OnFDs:         receiveFDs,
+		OnForget:      forgetHandles,
 	}))
 }
 

@@ -109,6 +109,39 @@ func (s *slot) kick(fromReader bool) {
 	}
 }
 
+// forget has the slot's worker drop handle id, which its maker closed.
+func (s *slot) forget(id uint64) {
+	s.forgetMu.Lock()
+	s.forgets = append(s.forgets, id)
+	s.forgetMu.Unlock()
+	s.poke()
+}
+
+// sendForgets adds the frames that have the worker drop closed handles it
+// has. The caller holds sendMu.
+func (s *slot) sendForgets(wc *workerConn) error {
+	s.forgetMu.Lock()
+	ids := s.forgets
+	s.forgets = nil
+	s.forgetMu.Unlock()
+	var theirs []uint64
+	for _, id := range ids {
+		if wc.sentHandles[id] {
+			theirs = append(theirs, id)
+			delete(wc.sentHandles, id)
+		}
+	}
+	for len(theirs) > 0 {
+		n := min(len(theirs), wire.MaxFDs)
+		frame := wire.FDFrame(theirs[:n])
+		if err := wc.w.Add(wire.KindForget, 0, frame[wire.HeaderSize:]); err != nil {
+			return err
+		}
+		theirs = theirs[n:]
+	}
+	return nil
+}
+
 // readerWriteMax is the most a reader writes to its worker itself: the
 // worker's socket takes that much at once even while it is busy.
 const readerWriteMax = 32 << 10
@@ -133,10 +166,13 @@ func (s *slot) send(wc *workerConn, frames []frame) error {
 			frames = append(deferred, frames...)
 		}
 	}
-	var err error
+	err := s.sendForgets(wc)
 	for _, f := range frames {
+		if err != nil {
+			break
+		}
 		if len(f.handles) > 0 {
-			if err = wc.sendHandles(f.handles); err != nil {
+			if err = wc.sendHandles(f.handles, s); err != nil {
 				break
 			}
 		}

@@ -245,3 +245,27 @@ func TestSharedMemoryLeavesNothing(t *testing.T) {
 		t.Errorf("%d descriptors open, %d before", fds, fdsBefore)
 	}
 }
+
+func TestSharedMemoryForgotten(t *testing.T) {
+	// A new block per task, closed after it: the worker drops each one
+	// instead of keeping them all mapped.
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 1})
+	ctx := bounded(t, 60*time.Second)
+	most := 0
+	for range 300 {
+		m, err := mp.CreateSharedMemory("", 1<<16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used, err := mp.Apply(ctx, p, shmSum, shmJob{Mem: m, Hi: 1, ReportUsed: true})
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, used/1000)
+	}
+	if most > 3 {
+		t.Errorf("the worker had up to %d blocks mapped at once, want at most 3", most)
+	}
+}

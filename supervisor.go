@@ -44,6 +44,9 @@ type slot struct {
 	frames     []frame     // step's, guarded by sendMu
 	deferred   []frame     // frames a reader left for the supervisor to send; guarded by sendMu
 	deferredWC *workerConn // the worker they are for
+
+	forgetMu sync.Mutex
+	forgets  []uint64 // handles closed, for the worker to drop
 }
 
 func (s *slot) poke() {
@@ -141,7 +144,7 @@ func (s *slot) start() (*workerConn, error) {
 func (s *slot) runInit(wc *workerConn) error {
 	in := s.p.opts.Init
 	head := wire.AppendTaskHeader(nil, wire.Task{Func: in.fn, N: 1})
-	err := wc.sendHandles(in.handles)
+	err := wc.sendHandles(in.handles, nil) // held until Close: never forgotten
 	if err == nil {
 		err = wc.w.Write(wire.KindTask, 0, head, in.args)
 	}

@@ -18,15 +18,16 @@ type Kind uint8
 
 // The frame kinds. Values are part of the protocol: append, never renumber.
 const (
-	KindHello    Kind = 1 // both ways, first frame: a [Hello]
-	KindTask     Kind = 2 // parent to worker: a [Task] body
-	KindResult   Kind = 3 // worker to parent: a [Result] body
-	KindCancel   Kind = 4 // parent to worker: cancel task ID (running) or revoke it (queued)
-	KindRevoked  Kind = 5 // worker to parent: task ID was revoked before it started
-	KindRevoke   Kind = 6 // parent to worker: revoke task ID if it has not started
-	KindOverrun  Kind = 7 // worker to parent: item (u32 payload) of task ID overran its timeout; the worker exits
-	KindProgress Kind = 8 // worker to parent: the first n (u32 payload) items of running chunk ID are done
-	KindFDs      Kind = 9 // parent to worker: descriptors for the handles (u64 IDs in the payload), as SCM_RIGHTS
+	KindHello    Kind = 1  // both ways, first frame: a [Hello]
+	KindTask     Kind = 2  // parent to worker: a [Task] body
+	KindResult   Kind = 3  // worker to parent: a [Result] body
+	KindCancel   Kind = 4  // parent to worker: cancel task ID (running) or revoke it (queued)
+	KindRevoked  Kind = 5  // worker to parent: task ID was revoked before it started
+	KindRevoke   Kind = 6  // parent to worker: revoke task ID if it has not started
+	KindOverrun  Kind = 7  // worker to parent: item (u32 payload) of task ID overran its timeout; the worker exits
+	KindProgress Kind = 8  // worker to parent: the first n (u32 payload) items of running chunk ID are done
+	KindFDs      Kind = 9  // parent to worker: descriptors for the handles (u64 IDs in the payload), as SCM_RIGHTS
+	KindForget   Kind = 10 // parent to worker: the handles (u64 IDs) are closed: drop them
 )
 
 func (k Kind) String() string {
@@ -49,6 +50,8 @@ func (k Kind) String() string {
 		return "progress"
 	case KindFDs:
 		return "fds"
+	case KindForget:
+		return "forget"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

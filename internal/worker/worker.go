@@ -42,6 +42,8 @@ type Config struct {
 	// OnFDs receives the descriptors of handles, by the IDs the parent
 	// knows them by, before the first task that passes them. It owns them.
 	OnFDs func(ids []uint64, fds []int)
+	// OnForget drops handles the parent has closed.
+	OnForget func(ids []uint64)
 	// TaskTimeout is the error wrapped around an item's error when the item
 	// failed with context.DeadlineExceeded because its own timeout (the
 	// pool's TaskTimeout) passed, not its call's deadline.
@@ -185,6 +187,15 @@ func (s *server) read(r *wire.Reader) {
 			if err := s.receiveFDs(f.Payload); err != nil {
 				fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
 				exit(ExitProtocol)
+			}
+		case wire.KindForget:
+			ids, err := wire.ParseFDs(f.Payload)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
+				exit(ExitProtocol)
+			}
+			if s.cfg.OnForget != nil {
+				s.cfg.OnForget(ids)
 			}
 		case wire.KindCancel:
 			s.cancel(f.ID, true)
