@@ -58,7 +58,10 @@ type WorkerOptions struct {
 	// background. The spare costs one idle process, about 5 MiB of memory;
 	// it exits with the program (however the program ends), and is started
 	// only for options whose Env, Dir, Stdout, Stderr and WaitDelay are
-	// zero: with others, KeepSpare does nothing. Pools do not use it.
+	// zero: with others, KeepSpare does nothing. A spare is started with
+	// this process's environment and working directory as they are then: a
+	// Spawn after os.Setenv or os.Chdir may take a spare that has the old
+	// ones. Pools do not use it.
 	KeepSpare bool
 }
 

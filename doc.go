@@ -116,6 +116,16 @@
 // Test with errors.Is and errors.AsType. Calls on a closed pool return
 // [ErrPoolClosed].
 //
+// # Sharing state
+//
+// [SharedMemory], [Lock] and [Value] live in shared memory (Linux only for
+// now). Pass them to other processes in the argument of [Spawn], of a pool
+// call or of [Bind], as Python passes them to Process: their descriptors
+// cross the socket once per worker, and each worker maps them once. An
+// anonymous SharedMemory is freed when the last process that holds it ends,
+// however it ends. A Lock whose holder died is taken over by the next
+// Lock call, which returns an error matching [ErrOwnerDied].
+//
 // # Platforms
 //
 // Linux is the target. Other Unix systems build and run workers, with less

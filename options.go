@@ -57,8 +57,10 @@ type PoolOptions struct {
 	// and recovers by itself once one starts.
 	Init Bound
 
-	// MaxQueued bounds the tasks waiting for a worker (a chunk of a Map is
-	// one task; an Apply is one). A call that finds the queue full waits
+	// MaxQueued bounds the tasks waiting in the pool's queue (a chunk of a
+	// Map is one task; an Apply is one). It does not count the tasks a
+	// worker holds behind the one it runs, so that it never waits for the
+	// parent: 1 for long tasks, up to 63 for very short ones. A call that finds the queue full waits
 	// for room while its ctx lives (a Map or Imap queues what fits and
 	// waits to queue the rest); a call made with [NoWait] fails at once with
 	// ErrQueueFull instead. Zero means no bound. A service should set it, so
