@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -66,8 +67,7 @@ func (l *Lock) Lock(ctx context.Context) error {
 // TryLock acquires the lock if it is free (or its holder died: then the
 // error matches ErrOwnerDied) and reports whether it did.
 func (l *Lock) TryLock() (bool, error) {
-	ok, err := tryLockWord(l.word(), false)
-	return ok, err
+	return tryLockWord(l.word(), false, true)
 }
 
 // Unlock releases the lock. It returns an error if this process does not
@@ -98,10 +98,11 @@ func (l *Lock) UnmarshalCBOR(data []byte) error {
 
 func (l *Lock) mpHandle() *handle { return l.h }
 
-// tryLockWord takes the lock word if it is free or its owner is dead.
-// contended marks the word as waited on, for a caller that has waited.
-func tryLockWord(w *uint32, contended bool) (bool, error) {
-	me := uint32(os.Getpid())
+// tryLockWord takes the lock word if it is free, or, with checkOwner, if
+// its owner is dead. contended marks the word as waited on, for a caller
+// that has waited.
+func tryLockWord(w *uint32, contended, checkOwner bool) (bool, error) {
+	me := myPID
 	for {
 		v := atomic.LoadUint32(w)
 		owner := v &^ waitersBit
@@ -114,7 +115,7 @@ func tryLockWord(w *uint32, contended bool) (bool, error) {
 			if atomic.CompareAndSwapUint32(w, v, mine) {
 				return true, nil
 			}
-		case owner != me && !shmem.Alive(int(owner)):
+		case checkOwner && owner != me && !shmem.Alive(int(owner)):
 			if atomic.CompareAndSwapUint32(w, v, mine) {
 				return true, fmt.Errorf("%w: process %d died holding the lock, which is now this process's", ErrOwnerDied, owner)
 			}
@@ -124,12 +125,26 @@ func tryLockWord(w *uint32, contended bool) (bool, error) {
 	}
 }
 
+// myPID is this process's ID, the owner mark of the locks it holds (read
+// once: getpid is a system call, and processes here never fork).
+var myPID = uint32(os.Getpid())
+
+// spins is how many times a waiter looks again, yielding in between,
+// before it sleeps: a lock held for a moment is taken without a system call.
+const spins = 8
+
 func lockWord(ctx context.Context, w *uint32) error {
 	contended := false
-	for {
-		ok, err := tryLockWord(w, contended)
+	for i := 0; ; i++ {
+		// The owner's life is checked only once a wait has lasted deadPoll:
+		// reading /proc on every try would cost more than the lock.
+		ok, err := tryLockWord(w, contended, false)
 		if ok {
 			return err
+		}
+		if i < spins {
+			runtime.Gosched()
+			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
@@ -146,12 +161,19 @@ func lockWord(ctx context.Context, w *uint32) error {
 		if dl, ok := ctx.Deadline(); ok {
 			d = min(d, max(time.Until(dl), time.Millisecond))
 		}
+		start := time.Now()
 		shmem.Wait(w, v|waitersBit, d)
+		if time.Since(start) >= d && atomic.LoadUint32(w) == v|waitersBit {
+			// No change for a whole wait: is its owner still there?
+			if ok, err := tryLockWord(w, true, true); ok {
+				return err
+			}
+		}
 	}
 }
 
 func unlockWord(w *uint32) error {
-	me := uint32(os.Getpid())
+	me := myPID
 	for {
 		v := atomic.LoadUint32(w)
 		if owner := v &^ waitersBit; owner != me {

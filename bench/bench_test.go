@@ -321,3 +321,116 @@ func BenchmarkSpawnWarm(b *testing.B) {
 		}
 	}
 }
+
+// Shared state: the sizes, as in py/bench.py.
+const (
+	big     = 256 << 20
+	lockOps = 20_000
+)
+
+type sharedArgs struct {
+	Mem   *mp.SharedMemory
+	Lock  *mp.Lock
+	Value *mp.Value[int64]
+	N     int
+}
+
+var (
+	sumFewShared = mp.Register("bench.sum-few-shared", func(ctx context.Context, a sharedArgs) (int, error) {
+		s := 0
+		for _, b := range a.Mem.Bytes()[:8] {
+			s += int(b)
+		}
+		return s, nil
+	})
+	sumFew = mp.Register("bench.sum-few", func(ctx context.Context, b []byte) (int, error) {
+		s := 0
+		for _, c := range b[:8] {
+			s += int(c)
+		}
+		return s, nil
+	})
+	lockLoop = mp.Register("bench.lock-loop", func(ctx context.Context, a sharedArgs) (int, error) {
+		for range a.N {
+			if err := a.Lock.Lock(ctx); err != nil {
+				return 0, err
+			}
+			if err := a.Lock.Unlock(); err != nil {
+				return 0, err
+			}
+		}
+		return a.N, nil
+	})
+	valueLoop = mp.Register("bench.value-loop", func(ctx context.Context, a sharedArgs) (int, error) {
+		for range a.N {
+			if err := a.Value.Update(ctx, func(v *int64) { *v++ }); err != nil {
+				return 0, err
+			}
+		}
+		return a.N, nil
+	})
+)
+
+// BenchmarkSharedMemory passes a 256 MiB block to a worker, which sums a
+// few bytes of it: the block is not copied, and each worker maps it once.
+func BenchmarkSharedMemory(b *testing.B) {
+	p := newWarmPool(b)
+	m, err := mp.CreateSharedMemory("", big)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := mp.Apply(b.Context(), p, sumFewShared, sharedArgs{Mem: m}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBigArg passes the same 256 MiB by value.
+func BenchmarkBigArg(b *testing.B) {
+	ctx := b.Context()
+	p, err := mp.NewPool(ctx, mp.PoolOptions{Workers: workers, Worker: mp.WorkerOptions{MaxMessageSize: 2 * big}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	data := make([]byte, big)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := mp.Apply(ctx, p, sumFew, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// sharedLoops runs f in both workers at once, each lockOps times.
+func sharedLoops(b *testing.B, f mp.Func[sharedArgs, int]) {
+	p := newWarmPool(b)
+	l, err := mp.NewLock()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	v, err := mp.NewValue[int64](0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	args := []sharedArgs{{Lock: l, Value: v, N: lockOps}, {Lock: l, Value: v, N: lockOps}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := mp.Map(b.Context(), p, f, args, mp.ChunkSize(1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(2*lockOps*b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// BenchmarkLock has two workers take and release one Lock, lockOps times each.
+func BenchmarkLock(b *testing.B) { sharedLoops(b, lockLoop) }
+
+// BenchmarkValue has two workers add 1 to one Value under its lock,
+// lockOps times each.
+func BenchmarkValue(b *testing.B) { sharedLoops(b, valueLoop) }

@@ -54,6 +54,66 @@ def sum_squares(n):
     return (n - 1) * n * (2 * n - 1) // 6
 
 
+# Shared state: the sizes, as in ../bench_test.go.
+BIG = 256 << 20
+LOCK_OPS = 20_000
+
+_shared = {}  # objects made once in the parent, or given to a worker by its initializer
+
+
+def sum_few_shm(name):
+    from multiprocessing import shared_memory
+    shm = shared_memory.SharedMemory(name=name)
+    try:
+        return sum(shm.buf[:8])
+    finally:
+        shm.close()
+
+
+def sum_few(b):
+    return sum(b[:8])
+
+
+def _init_shared(lock, value):
+    _shared["lock"], _shared["value"] = lock, value
+
+
+def lock_loop(n):
+    lock = _shared["lock"]
+    for _ in range(n):
+        lock.acquire()
+        lock.release()
+    return n
+
+
+def value_loop(n):
+    v = _shared["value"]
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+    return n
+
+
+def do_shared_memory(pool):
+    if "shm" not in _shared:
+        from multiprocessing import shared_memory
+        _shared["shm"] = shared_memory.SharedMemory(create=True, size=BIG)
+    return pool.apply(sum_few_shm, (_shared["shm"].name,))
+
+
+def do_big_arg(pool):
+    if "big" not in _shared:
+        _shared["big"] = bytes(BIG)
+    return pool.apply(sum_few, (_shared["big"],))
+
+
+def shared_pool(ctx):
+    lock, value = ctx.Lock(), ctx.Value("q", 0)
+    pool = ctx.Pool(WORKERS, initializer=_init_shared, initargs=(lock, value))
+    pool.map(square, range(10), chunksize=1)
+    return pool
+
+
 # Lifecycle benchmarks: an op is a whole process or pool life.
 
 
@@ -122,6 +182,10 @@ BENCHMARKS = {
     "Apply": (True, ("fork",), lambda pool: do_apply(pool, 3)),
     "ApplyAsync": (True, ("fork",), lambda pool: do_apply_async(pool, APPLY_ASYNC_CALLS)),
     "ImapUnordered": (True, ("fork",), lambda pool: do_imap_unordered(pool, IMAP_ITEMS, IMAP_CHUNK)),
+    "SharedMemory": (True, ("fork",), do_shared_memory),
+    "BigArg": (True, ("fork",), do_big_arg),
+    "Lock": ("shared", ("fork",), lambda pool: pool.map(lock_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
+    "Value": ("shared", ("fork",), lambda pool: pool.map(value_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
 }
 
 
@@ -145,13 +209,15 @@ def run(name, method, reps, min_time):
     if not needs_pool:
         sec = measure(lambda: op(ctx), reps, min_time)
     else:
-        pool = warm_pool(ctx)
+        pool = shared_pool(ctx) if needs_pool == "shared" else warm_pool(ctx)
         try:
             sec = measure(lambda: op(pool), reps, min_time)
         finally:
             pool.terminate()
             pool.join()
     print(f"{label} {sec:.9g}", flush=True)
+    if "shm" in _shared:
+        _shared.pop("shm").unlink()
 
 
 def check(method):
