@@ -62,8 +62,12 @@ _shared = {}  # objects made once in the parent, or given to a worker by its ini
 
 
 def sum_few_shm(name):
-    from multiprocessing import shared_memory
+    from multiprocessing import resource_tracker, shared_memory
     shm = shared_memory.SharedMemory(name=name)
+    # Attaching registers the block with this worker's resource tracker,
+    # which would unlink it, under the parent's feet, when the worker ends
+    # (a known Python 3.11 bug): unregister it, as the usual workaround does.
+    resource_tracker.unregister(shm._name, "shared_memory")
     try:
         return sum(shm.buf[:8])
     finally:
