@@ -118,8 +118,8 @@
 //
 // # Sharing state
 //
-// [SharedMemory], [Lock] and [Value] live in shared memory (Linux only for
-// now). Pass them to other processes in the argument of [Spawn], of a pool
+// [SharedMemory], [Lock], [Value], [Semaphore] and [Event] live in shared
+// memory (Linux only for now). Pass them to other processes in the argument of [Spawn], of a pool
 // call or of [Bind], as Python passes them to Process: their descriptors
 // cross the socket once per worker, and each worker maps them once. An
 // anonymous SharedMemory is freed when the last process that holds it ends,

@@ -48,6 +48,8 @@ const (
 	kindSharedMemory handleKind = 1 + iota
 	kindLock
 	kindValue
+	kindSemaphore
+	kindEvent
 )
 
 func (k handleKind) String() string {
@@ -58,6 +60,10 @@ func (k handleKind) String() string {
 		return "Lock"
 	case kindValue:
 		return "Value"
+	case kindSemaphore:
+		return "Semaphore"
+	case kindEvent:
+		return "Event"
 	}
 	return fmt.Sprintf("handle kind %d", uint8(k))
 }

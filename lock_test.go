@@ -158,3 +158,75 @@ func TestValueOps(t *testing.T) {
 		t.Errorf("Update: %v, %v", err, f32.Load())
 	}
 }
+
+type signalJob struct {
+	E *mp.Event
+	S *mp.Semaphore
+}
+
+// semRelay waits for the event, then releases a permit.
+var semRelay = mp.Register("test.sem.relay", func(ctx context.Context, j signalJob) (int, error) {
+	if err := j.E.Wait(ctx); err != nil {
+		return 0, err
+	}
+	return 0, j.S.Release()
+})
+
+func TestSemaphoreAndEvent(t *testing.T) {
+	t.Parallel()
+	ctx := bounded(t, 30*time.Second)
+	e, err := mp.NewEvent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s, err := mp.NewSemaphore(0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := mp.Spawn(ctx, semRelay, signalJob{E: e, S: s}, mp.WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TryAcquire() {
+		t.Fatal("a permit before the child released one")
+	}
+	e.Set()
+	if err := s.Acquire(ctx); err != nil {
+		t.Fatalf("Acquire of the child's permit: %v", err)
+	}
+	if _, err := p.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !e.IsSet() {
+		t.Error("the event is not set")
+	}
+	e.Clear()
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if err := e.Wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait on a cleared event: got %v", err)
+	}
+	if err := s.Acquire(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Acquire with no permit: got %v", err)
+	}
+
+	b, err := mp.NewSemaphore(2, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if !b.TryAcquire() || !b.TryAcquire() || b.TryAcquire() || b.Value() != 0 {
+		t.Errorf("a bounded semaphore of 2 gave other than 2 permits")
+	}
+	if b.Release() != nil || b.Release() != nil {
+		t.Error("Release within the bound failed")
+	}
+	if err := b.Release(); err == nil || !strings.Contains(err.Error(), "past its bound") {
+		t.Errorf("Release past the bound: got %v", err)
+	}
+	if _, err := mp.NewSemaphore(-1, false); err == nil {
+		t.Error("a semaphore of -1 permits was made")
+	}
+}
