@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -86,6 +87,13 @@ func killTree(pid int) error {
 // process tree is walked, from the children the kernel lists (a few files,
 // not all of /proc); otherwise the group's members are looked for too.
 func KillDescendants() {
+	// One at a time: the read loop (EOF) and the parent-death signal both
+	// come here when the parent dies. Were they to run at once, one could
+	// kill a child, the other then miss that child's children (reparented
+	// away from this tree) and exit the process before the first had
+	// killed them.
+	killMu.Lock()
+	defer killMu.Unlock()
 	me := os.Getpid()
 	below, ok := childTree(me)
 	if !ok || parentPID == 0 || os.Getppid() != parentPID {
@@ -97,6 +105,8 @@ func KillDescendants() {
 		}
 	}
 }
+
+var killMu sync.Mutex
 
 // childTree returns the processes below root, from the children files of
 // /proc (which only some kernels have: ok is false where they are missing).
