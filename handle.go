@@ -2,7 +2,9 @@ package mp
 
 import (
 	"fmt"
+	"os"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -36,10 +38,11 @@ type handle struct {
 	size int
 	mem  []byte // mapped; in a worker, for its life
 
-	mu    sync.Mutex
-	fd    int // -1 once the last reference is gone
-	refs  int
-	slots map[*slot]bool // pool workers it was sent to, told to drop it at the end
+	mu        sync.Mutex
+	fd        int // -1 once the last reference is gone
+	refs      int
+	slots     map[*slot]bool // pool workers it was sent to, told to drop it at the end
+	forgotten bool           // in a worker: its parent closed it
 }
 
 type handleKind uint8
@@ -80,13 +83,17 @@ type handleWire struct {
 
 var handleSeq atomic.Uint64
 
+// newHandleID returns an ID no other process's handle has: a worker may
+// make shared objects of its own, and pass them on with those it received.
+func newHandleID() uint64 { return uint64(os.Getpid())<<32 | handleSeq.Add(1) }
+
 // newHandle makes a shared memory object of size bytes and maps it.
 func newHandle(kind handleKind, size int) (*handle, error) {
 	fd, err := shmem.Create(size)
 	if err != nil {
 		return nil, err
 	}
-	return mapHandle(kind, size, fd, handleSeq.Add(1))
+	return mapHandle(kind, size, fd, newHandleID())
 }
 
 func mapHandle(kind handleKind, size, fd int, id uint64) (*handle, error) {
@@ -118,6 +125,9 @@ func (h *handle) release() {
 		shmem.Close(h.fd)
 		h.fd = -1
 		tell, h.slots = h.slots, nil
+		if h.forgotten {
+			lingering.Add(-1)
+		}
 	}
 	h.mu.Unlock()
 	// Workers keep what they were sent for their life: tell those that
@@ -224,20 +234,51 @@ type receivedHandles struct {
 }
 
 // forgetHandles drops, in a worker, handles the parent closed
-// (worker.Config.OnForget): the parent sends that only once no task that
-// carries them is left, so no task of this worker uses them any more.
+// (worker.Config.OnForget): the table's reference goes. The memory stays
+// mapped while objects decoded from it are reachable (a task may have kept
+// one, or passed it on), each holding a reference that a cleanup releases
+// once the garbage collector finds it unreachable.
 func forgetHandles(ids []uint64) {
 	received.mu.Lock()
-	defer received.mu.Unlock()
+	var drop []*handle
 	for _, id := range ids {
 		if h := received.byID[id]; h != nil {
-			shmem.Unmap(h.mem)
+			drop = append(drop, h)
 			delete(received.byID, id)
 		}
 		if fd, ok := received.fds[id]; ok {
-			shmem.Close(fd)
+			shmem.Close(fd) // received, never mapped
 			delete(received.fds, id)
 		}
+	}
+	received.mu.Unlock()
+	for _, h := range drop {
+		h.mu.Lock()
+		h.forgotten = true
+		h.mu.Unlock()
+		lingering.Add(1)
+		h.release()
+	}
+	// The objects decoded from them are garbage once their tasks are done,
+	// but their cleanups wait for a collection, which a worker that
+	// allocates little may not have for a long time: have one, rather
+	// than keep many blocks mapped.
+	if lingering.Load() >= lingerMax {
+		runtime.GC()
+	}
+}
+
+// lingering counts, in a worker, the handles its parent closed that are
+// still mapped, waiting for the objects decoded from them to be collected.
+var lingering atomic.Int64
+
+const lingerMax = 4
+
+// decoded gives obj, decoded in a worker, a reference to h for as long as
+// obj is reachable.
+func decoded[O any](obj *O, h *handle) {
+	if h.acquire() {
+		runtime.AddCleanup(obj, (*handle).release, h)
 	}
 }
 
@@ -274,6 +315,7 @@ func (r *receivedHandles) get(id uint64, kind handleKind, size int) (*handle, er
 	if err != nil {
 		return nil, err
 	}
+	delete(r.fds, id) // the handle owns it now
 	if r.byID == nil {
 		r.byID = make(map[uint64]*handle)
 	}

@@ -23,14 +23,17 @@ import (
 //
 // If the process that holds it dies, the next Lock call takes it over and
 // returns an error matching [ErrOwnerDied], with the lock held: the state
-// it guards may be half updated, and the caller decides. A holder's death
-// is noticed within 50ms. (A process ID reused by a new process in that
-// time would keep the lock held: a short window.)
+// it guards may be half updated, and the caller decides. A waiter notices a
+// holder's death within 50ms. The owner is known by its process ID only:
+// if the dead holder's ID has been reused by another process by the time
+// someone next wants the lock, the lock stays held until that process
+// ends too.
 //
 // It is not a sync.Locker: acquiring it can fail.
 type Lock struct {
 	h      *handle
 	worker bool
+	closed atomic.Bool
 }
 
 // waitersBit marks a lock word that processes wait on; the rest is the
@@ -61,23 +64,36 @@ func (l *Lock) Lock(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Lock.Lock")
 	}
+	if l.closed.Load() {
+		return errClosed("Lock")
+	}
 	return lockWord(ctx, l.word())
 }
 
 // TryLock acquires the lock if it is free (or its holder died: then the
 // error matches ErrOwnerDied) and reports whether it did.
 func (l *Lock) TryLock() (bool, error) {
+	if l.closed.Load() {
+		return false, errClosed("Lock")
+	}
 	return tryLockWord(l.word(), false, true)
 }
 
 // Unlock releases the lock. It returns an error if this process does not
 // hold it.
-func (l *Lock) Unlock() error { return unlockWord(l.word()) }
+func (l *Lock) Unlock() error {
+	if l.closed.Load() {
+		return errClosed("Lock")
+	}
+	return unlockWord(l.word())
+}
 
 // Close releases this process's use of the lock, once the calls that pass
 // it are done with it; it lives on in the processes that hold it.
+//
+// Close is idempotent; the lock must not be used after it.
 func (l *Lock) Close() error {
-	if !l.worker {
+	if !l.worker && l.closed.CompareAndSwap(false, true) {
 		l.h.release()
 	}
 	return nil
@@ -93,6 +109,7 @@ func (l *Lock) UnmarshalCBOR(data []byte) error {
 		return err
 	}
 	l.h, l.worker = h, true
+	decoded(l, h)
 	return nil
 }
 
@@ -192,3 +209,6 @@ func unlockWord(w *uint32) error {
 }
 
 func isOwnerDied(err error) bool { return errors.Is(err, ErrOwnerDied) }
+
+// errClosed is the error of a shared object used after Close.
+func errClosed(kind string) error { return fmt.Errorf("mp: %s used after Close", kind) }

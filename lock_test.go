@@ -230,3 +230,57 @@ func TestSemaphoreAndEvent(t *testing.T) {
 		t.Error("a semaphore of -1 permits was made")
 	}
 }
+
+var lockPanicUpdate = mp.Register("test.lock.panic-update", func(ctx context.Context, j lockJob) (int, error) {
+	j.V.Update(ctx, func(v *int64) { panic("in Update") })
+	return 0, nil
+})
+
+func TestUpdatePanicUnlocks(t *testing.T) {
+	// A panic in Update's function left the Value's lock held by a live
+	// process, for good.
+	t.Parallel()
+	v, err := mp.NewValue[int64](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	p := newPool(t, mp.PoolOptions{Workers: 1})
+	ctx := bounded(t, 10*time.Second)
+	if _, err := mp.Apply(ctx, p, lockPanicUpdate, lockJob{V: v}); !errors.As(err, new(*mp.PanicError)) {
+		t.Fatalf("got %v, want the panic", err)
+	}
+	if err := v.Lock(ctx); err != nil { // the worker lives: no ErrOwnerDied to save us
+		t.Fatalf("the lock is still held: %v", err)
+	}
+	v.Unlock()
+}
+
+func TestCloseTwice(t *testing.T) {
+	// A second Close dropped a reference that a pool's Init held.
+	t.Parallel()
+	l, err := mp.NewLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(t, mp.PoolOptions{Workers: 1, MaxTasksPerWorker: 1, Init: mp.Bind(lockHoldInit, lockJob{L: l})})
+	l.Close()
+	l.Close()
+	if err := l.Unlock(); err == nil || !strings.Contains(err.Error(), "after Close") {
+		t.Errorf("Unlock after Close: got %v", err)
+	}
+	ctx := bounded(t, 20*time.Second)
+	for i := range 3 { // each on a new worker, whose Init gets the lock
+		if _, err := mp.Apply(ctx, p, poolSquare, i); err != nil {
+			t.Fatalf("task %d: %v", i, err)
+		}
+	}
+}
+
+var lockHoldInit = mp.Register("test.lock.init", func(ctx context.Context, j lockJob) (int, error) {
+	ok, err := j.L.TryLock()
+	if err == nil && ok {
+		err = j.L.Unlock()
+	}
+	return 0, err
+})

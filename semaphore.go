@@ -20,13 +20,15 @@ import (
 type Semaphore struct {
 	h      *handle
 	worker bool
+	closed atomic.Bool
 }
 
 // The words of a semaphore's segment.
 const (
-	semCount   = 0 // permits available
-	semWaiters = 4 // processes waiting
-	semBound   = 8 // the most permits, 0 for no bound
+	semCount   = 0  // permits available
+	semWaiters = 4  // processes waiting
+	semBound   = 8  // the most permits, if bounded
+	semBounded = 12 // 1 if bounded
 )
 
 // NewSemaphore makes a Semaphore with n permits. With bounded, Release
@@ -46,6 +48,7 @@ func NewSemaphore(n int, bounded bool) (*Semaphore, error) {
 	atomic.StoreUint32(s.word(semCount), uint32(n))
 	if bounded {
 		atomic.StoreUint32(s.word(semBound), uint32(n))
+		atomic.StoreUint32(s.word(semBounded), 1)
 	}
 	return s, nil
 }
@@ -72,6 +75,9 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Semaphore.Acquire")
 	}
+	if s.closed.Load() {
+		return errClosed("Semaphore")
+	}
 	for {
 		if s.TryAcquire() {
 			return nil
@@ -92,11 +98,14 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 // Release gives a permit back. For a bounded semaphore, it returns an
 // error, and gives nothing back, if all its permits are already free.
 func (s *Semaphore) Release() error {
+	if s.closed.Load() {
+		return errClosed("Semaphore")
+	}
 	c := s.word(semCount)
-	bound := atomic.LoadUint32(s.word(semBound))
+	bound, bounded := atomic.LoadUint32(s.word(semBound)), atomic.LoadUint32(s.word(semBounded)) == 1
 	for {
 		v := atomic.LoadUint32(c)
-		if bound > 0 && v >= bound {
+		if bounded && v >= bound {
 			return fmt.Errorf("mp: Semaphore.Release past its bound of %d permits", bound)
 		}
 		if atomic.CompareAndSwapUint32(c, v, v+1) {
@@ -114,8 +123,10 @@ func (s *Semaphore) Value() int { return int(atomic.LoadUint32(s.word(semCount))
 
 // Close releases this process's use of the semaphore, once the calls that
 // pass it are done with it.
+//
+// Close is idempotent; the semaphore must not be used after it.
 func (s *Semaphore) Close() error {
-	if !s.worker {
+	if !s.worker && s.closed.CompareAndSwap(false, true) {
 		s.h.release()
 	}
 	return nil
@@ -131,6 +142,7 @@ func (s *Semaphore) UnmarshalCBOR(data []byte) error {
 		return err
 	}
 	s.h, s.worker = h, true
+	decoded(s, h)
 	return nil
 }
 
@@ -142,6 +154,7 @@ func (s *Semaphore) mpHandle() *handle { return s.h }
 type Event struct {
 	h      *handle
 	worker bool
+	closed atomic.Bool
 }
 
 // NewEvent makes an Event, not set.
@@ -176,6 +189,9 @@ func (e *Event) Wait(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Event.Wait")
 	}
+	if e.closed.Load() {
+		return errClosed("Event")
+	}
 	for !e.IsSet() {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
@@ -191,8 +207,10 @@ func (e *Event) Wait(ctx context.Context) error {
 
 // Close releases this process's use of the event, once the calls that
 // pass it are done with it.
+//
+// Close is idempotent; the event must not be used after it.
 func (e *Event) Close() error {
-	if !e.worker {
+	if !e.worker && e.closed.CompareAndSwap(false, true) {
 		e.h.release()
 	}
 	return nil
@@ -208,6 +226,7 @@ func (e *Event) UnmarshalCBOR(data []byte) error {
 		return err
 	}
 	e.h, e.worker = h, true
+	decoded(e, h)
 	return nil
 }
 

@@ -61,7 +61,7 @@ func CreateSharedMemory(name string, size int) (*SharedMemory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mp: CreateSharedMemory %q: %w", name, err)
 	}
-	h, err := mapHandle(kindSharedMemory, size, fd, handleSeq.Add(1))
+	h, err := mapHandle(kindSharedMemory, size, fd, newHandleID())
 	if err != nil {
 		shmem.Unlink(shmDir + name)
 		return nil, fmt.Errorf("mp: CreateSharedMemory %q: %w", name, err)
@@ -83,7 +83,7 @@ func OpenSharedMemory(name string) (*SharedMemory, error) {
 		shmem.Close(fd)
 		return nil, fmt.Errorf("mp: OpenSharedMemory %q: it is empty", name)
 	}
-	h, err := mapHandle(kindSharedMemory, size, fd, handleSeq.Add(1))
+	h, err := mapHandle(kindSharedMemory, size, fd, newHandleID())
 	if err != nil {
 		return nil, fmt.Errorf("mp: OpenSharedMemory %q: %w", name, err)
 	}
@@ -162,6 +162,7 @@ func (m *SharedMemory) UnmarshalCBOR(data []byte) error {
 		return err
 	}
 	m.h, m.worker = h, true
+	decoded(m, h)
 	return nil
 }
 

@@ -159,6 +159,11 @@ func (s *slot) runInit(wc *workerConn) error {
 			return fmt.Errorf("%w: Init %s did not finish within WorkerOptions.StartTimeout (%v)", ErrWorkerStart, in.fn, timeout)
 		}
 	}
+	if err != nil && !peerGone(err) {
+		// It lives, but cannot be sent Init: do not wait for it to exit.
+		wc.kill()
+		return fmt.Errorf("%w: sending Init %s to worker %d: %w", ErrWorkerStart, in.fn, wc.child.PID(), err)
+	}
 	if err != nil {
 		exit := wc.exitError("")
 		wc.kill()

@@ -25,6 +25,7 @@ type Number interface {
 type Value[T Number] struct {
 	h      *handle
 	worker bool
+	closed atomic.Bool
 }
 
 // valueOffset is where the number lives in the segment: after the lock word.
@@ -134,11 +135,19 @@ func (x *Value[T]) Lock(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Value.Lock")
 	}
+	if x.closed.Load() {
+		return errClosed("Value")
+	}
 	return lockWord(ctx, x.word())
 }
 
 // Unlock releases the Value's lock, as Lock.Unlock does.
-func (x *Value[T]) Unlock() error { return unlockWord(x.word()) }
+func (x *Value[T]) Unlock() error {
+	if x.closed.Load() {
+		return errClosed("Value")
+	}
+	return unlockWord(x.word())
+}
 
 // Update calls f with the number under the Value's lock, and stores what f
 // leaves in it. If the lock's holder had died, f runs all the same and the
@@ -148,9 +157,16 @@ func (x *Value[T]) Update(ctx context.Context, f func(*T)) error {
 	if err != nil && !isOwnerDied(err) {
 		return err
 	}
+	unlocked := false
+	defer func() { // f may panic: the lock must not stay held
+		if !unlocked {
+			x.Unlock()
+		}
+	}()
 	v := x.Load()
 	f(&v)
 	x.Store(v)
+	unlocked = true
 	if uerr := x.Unlock(); uerr != nil {
 		return uerr
 	}
@@ -159,8 +175,9 @@ func (x *Value[T]) Update(ctx context.Context, f func(*T)) error {
 
 // Close releases this process's use of the Value, once the calls that
 // pass it are done with it.
+// Close is idempotent; the Value must not be used after it.
 func (x *Value[T]) Close() error {
-	if !x.worker {
+	if !x.worker && x.closed.CompareAndSwap(false, true) {
 		x.h.release()
 	}
 	return nil
@@ -176,6 +193,7 @@ func (x *Value[T]) UnmarshalCBOR(data []byte) error {
 		return err
 	}
 	x.h, x.worker = h, true
+	decoded(x, h)
 	return nil
 }
 

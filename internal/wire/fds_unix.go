@@ -36,9 +36,14 @@ func NewFDReader(c *net.UnixConn) *FDReader {
 }
 
 func (r *FDReader) Read(p []byte) (int, error) {
-	n, oobn, _, _, err := r.conn.ReadMsgUnix(p, r.oob)
+	n, oobn, flags, _, err := r.conn.ReadMsgUnix(p, r.oob)
 	if oobn > 0 {
 		r.keep(r.oob[:oobn])
+	}
+	if err == nil && flags&syscall.MSG_CTRUNC != 0 {
+		// Descriptors were dropped (the process is out of them): the
+		// frames that name them would get others'. Stop here.
+		return n, fmt.Errorf("mp: descriptors from the parent were lost (MSG_CTRUNC): is the worker out of file descriptors?")
 	}
 	return n, err
 }
