@@ -36,7 +36,8 @@ type handle struct {
 	id   uint64
 	kind handleKind
 	size int
-	mem  []byte // mapped; in a worker, for its life
+	name string // a named SharedMemory's name
+	mem  []byte // mapped; in a worker, while objects decoded from it are reachable
 
 	mu        sync.Mutex
 	fd        int // -1 once the last reference is gone
@@ -79,6 +80,7 @@ type handleWire struct {
 	Kind handleKind
 	ID   uint64
 	Size int
+	Name string // a named SharedMemory's
 }
 
 var handleSeq atomic.Uint64
@@ -207,21 +209,27 @@ func marshalHandle(h *handle) ([]byte, error) {
 		return nil, fmt.Errorf("mp: a %v can only be encoded by mp, in the argument of Spawn, a pool call or Bind", h.kind)
 	}
 	*cur = append(*cur, h)
-	return wire.MarshalAny(cbor.Tag{Number: handleTag, Content: handleWire{Kind: h.kind, ID: h.id, Size: h.size}})
+	return wire.MarshalAny(cbor.Tag{Number: handleTag, Content: handleWire{Kind: h.kind, ID: h.id, Size: h.size, Name: h.name}})
 }
 
 // unmarshalHandle is the UnmarshalCBOR of every shared object: in a
 // worker, the handle the parent sent before the task.
 func unmarshalHandle(data []byte, kind handleKind) (*handle, error) {
+	h, _, err := unmarshalNamedHandle(data, kind)
+	return h, err
+}
+
+func unmarshalNamedHandle(data []byte, kind handleKind) (*handle, string, error) {
 	var tag cbor.RawTag
 	if err := wire.UnmarshalAny(data, &tag); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var w handleWire
 	if tag.Number != handleTag || wire.UnmarshalAny(tag.Content, &w) != nil || w.Kind != kind {
-		return nil, fmt.Errorf("%w: not a %v", wire.ErrMalformed, kind)
+		return nil, "", fmt.Errorf("%w: not a %v", wire.ErrMalformed, kind)
 	}
-	return received.get(w.ID, w.Kind, w.Size)
+	h, err := received.get(w.ID, w.Kind, w.Size)
+	return h, w.Name, err
 }
 
 // received holds, in a worker, the handles its parent sent, by ID.
@@ -401,4 +409,28 @@ func slicesContains(s []uint64, v uint64) bool {
 		}
 	}
 	return false
+}
+
+// owner is the reference the maker of a lock, Value, Semaphore or Event
+// holds: given up by Close, or by a cleanup once the object is unreachable,
+// so that one dropped without Close is not kept for the program's life.
+// (Not for a SharedMemory: its Bytes may outlive it, and must stay mapped.)
+type owner struct {
+	h    *handle
+	done atomic.Bool
+}
+
+func (o *owner) close() {
+	if o.done.CompareAndSwap(false, true) {
+		o.h.release()
+	}
+}
+
+func (o *owner) closed() bool { return o != nil && o.done.Load() }
+
+// own makes the owner of h for obj, the object that wraps it.
+func own[O any](obj *O, h *handle) *owner {
+	o := &owner{h: h}
+	runtime.AddCleanup(obj, (*owner).close, o)
+	return o
 }

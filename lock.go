@@ -33,7 +33,7 @@ import (
 type Lock struct {
 	h      *handle
 	worker bool
-	closed atomic.Bool
+	own    *owner // nil in a worker
 }
 
 // waitersBit marks a lock word that processes wait on; the rest is the
@@ -52,7 +52,9 @@ func NewLock() (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mp: NewLock: %w", err)
 	}
-	return &Lock{h: h}, nil
+	l := &Lock{h: h}
+	l.own = own(l, h)
+	return l, nil
 }
 
 func (l *Lock) word() *uint32 { return shmem.Word(l.h.mem, 0) }
@@ -64,7 +66,7 @@ func (l *Lock) Lock(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Lock.Lock")
 	}
-	if l.closed.Load() {
+	if l.own.closed() {
 		return errClosed("Lock")
 	}
 	return lockWord(ctx, l.word())
@@ -73,7 +75,7 @@ func (l *Lock) Lock(ctx context.Context) error {
 // TryLock acquires the lock if it is free (or its holder died: then the
 // error matches ErrOwnerDied) and reports whether it did.
 func (l *Lock) TryLock() (bool, error) {
-	if l.closed.Load() {
+	if l.own.closed() {
 		return false, errClosed("Lock")
 	}
 	return tryLockWord(l.word(), false, true)
@@ -82,7 +84,7 @@ func (l *Lock) TryLock() (bool, error) {
 // Unlock releases the lock. It returns an error if this process does not
 // hold it.
 func (l *Lock) Unlock() error {
-	if l.closed.Load() {
+	if l.own.closed() {
 		return errClosed("Lock")
 	}
 	return unlockWord(l.word())
@@ -93,8 +95,8 @@ func (l *Lock) Unlock() error {
 //
 // Close is idempotent; the lock must not be used after it.
 func (l *Lock) Close() error {
-	if !l.worker && l.closed.CompareAndSwap(false, true) {
-		l.h.release()
+	if l.own != nil {
+		l.own.close()
 	}
 	return nil
 }

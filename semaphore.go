@@ -20,7 +20,7 @@ import (
 type Semaphore struct {
 	h      *handle
 	worker bool
-	closed atomic.Bool
+	own    *owner // nil in a worker
 }
 
 // The words of a semaphore's segment.
@@ -45,6 +45,7 @@ func NewSemaphore(n int, bounded bool) (*Semaphore, error) {
 		return nil, fmt.Errorf("mp: NewSemaphore: %w", err)
 	}
 	s := &Semaphore{h: h}
+	s.own = own(s, h)
 	atomic.StoreUint32(s.word(semCount), uint32(n))
 	if bounded {
 		atomic.StoreUint32(s.word(semBound), uint32(n))
@@ -75,7 +76,7 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Semaphore.Acquire")
 	}
-	if s.closed.Load() {
+	if s.own.closed() {
 		return errClosed("Semaphore")
 	}
 	for {
@@ -98,7 +99,7 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 // Release gives a permit back. For a bounded semaphore, it returns an
 // error, and gives nothing back, if all its permits are already free.
 func (s *Semaphore) Release() error {
-	if s.closed.Load() {
+	if s.own.closed() {
 		return errClosed("Semaphore")
 	}
 	c := s.word(semCount)
@@ -126,8 +127,8 @@ func (s *Semaphore) Value() int { return int(atomic.LoadUint32(s.word(semCount))
 //
 // Close is idempotent; the semaphore must not be used after it.
 func (s *Semaphore) Close() error {
-	if !s.worker && s.closed.CompareAndSwap(false, true) {
-		s.h.release()
+	if s.own != nil {
+		s.own.close()
 	}
 	return nil
 }
@@ -154,7 +155,7 @@ func (s *Semaphore) mpHandle() *handle { return s.h }
 type Event struct {
 	h      *handle
 	worker bool
-	closed atomic.Bool
+	own    *owner // nil in a worker
 }
 
 // NewEvent makes an Event, not set.
@@ -166,7 +167,9 @@ func NewEvent() (*Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mp: NewEvent: %w", err)
 	}
-	return &Event{h: h}, nil
+	e := &Event{h: h}
+	e.own = own(e, h)
+	return e, nil
 }
 
 func (e *Event) word() *uint32 { return shmem.Word(e.h.mem, 0) }
@@ -189,7 +192,7 @@ func (e *Event) Wait(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Event.Wait")
 	}
-	if e.closed.Load() {
+	if e.own.closed() {
 		return errClosed("Event")
 	}
 	for !e.IsSet() {
@@ -210,8 +213,8 @@ func (e *Event) Wait(ctx context.Context) error {
 //
 // Close is idempotent; the event must not be used after it.
 func (e *Event) Close() error {
-	if !e.worker && e.closed.CompareAndSwap(false, true) {
-		e.h.release()
+	if e.own != nil {
+		e.own.close()
 	}
 	return nil
 }

@@ -66,6 +66,7 @@ func CreateSharedMemory(name string, size int) (*SharedMemory, error) {
 		shmem.Unlink(shmDir + name)
 		return nil, fmt.Errorf("mp: CreateSharedMemory %q: %w", name, err)
 	}
+	h.name = name
 	return &SharedMemory{h: h, name: name}, nil
 }
 
@@ -87,6 +88,7 @@ func OpenSharedMemory(name string) (*SharedMemory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mp: OpenSharedMemory %q: %w", name, err)
 	}
+	h.name = name
 	return &SharedMemory{h: h, name: name}, nil
 }
 
@@ -157,11 +159,11 @@ func (m *SharedMemory) MarshalCBOR() ([]byte, error) { return marshalHandle(m.h)
 
 // UnmarshalCBOR decodes a block passed by the parent, in a worker.
 func (m *SharedMemory) UnmarshalCBOR(data []byte) error {
-	h, err := unmarshalHandle(data, kindSharedMemory)
+	h, name, err := unmarshalNamedHandle(data, kindSharedMemory)
 	if err != nil {
 		return err
 	}
-	m.h, m.worker = h, true
+	m.h, m.worker, m.name = h, true, name
 	decoded(m, h)
 	return nil
 }

@@ -25,7 +25,7 @@ type Number interface {
 type Value[T Number] struct {
 	h      *handle
 	worker bool
-	closed atomic.Bool
+	own    *owner // nil in a worker
 }
 
 // valueOffset is where the number lives in the segment: after the lock word.
@@ -41,6 +41,7 @@ func NewValue[T Number](v T) (*Value[T], error) {
 		return nil, fmt.Errorf("mp: NewValue: %w", err)
 	}
 	x := &Value[T]{h: h}
+	x.own = own(x, h)
 	x.Store(v)
 	return x, nil
 }
@@ -123,7 +124,8 @@ func (x *Value[T]) Add(delta T) T {
 }
 
 // CompareAndSwap sets the number to new if it is old, atomically, and
-// reports whether it did.
+// reports whether it did. Floats are compared bit for bit: -0 is not 0,
+// and a NaN matches the same NaN.
 func (x *Value[T]) CompareAndSwap(old, new T) bool {
 	return x.cas(x.toBits(old), x.toBits(new))
 }
@@ -135,7 +137,7 @@ func (x *Value[T]) Lock(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Value.Lock")
 	}
-	if x.closed.Load() {
+	if x.own.closed() {
 		return errClosed("Value")
 	}
 	return lockWord(ctx, x.word())
@@ -143,7 +145,7 @@ func (x *Value[T]) Lock(ctx context.Context) error {
 
 // Unlock releases the Value's lock, as Lock.Unlock does.
 func (x *Value[T]) Unlock() error {
-	if x.closed.Load() {
+	if x.own.closed() {
 		return errClosed("Value")
 	}
 	return unlockWord(x.word())
@@ -177,8 +179,8 @@ func (x *Value[T]) Update(ctx context.Context, f func(*T)) error {
 // pass it are done with it.
 // Close is idempotent; the Value must not be used after it.
 func (x *Value[T]) Close() error {
-	if !x.worker && x.closed.CompareAndSwap(false, true) {
-		x.h.release()
+	if x.own != nil {
+		x.own.close()
 	}
 	return nil
 }
