@@ -434,3 +434,38 @@ func own[O any](obj *O, h *handle) *owner {
 	runtime.AddCleanup(obj, (*owner).close, o)
 	return o
 }
+
+// object is what a Lock, Value, Semaphore and Event are made of: their
+// handle, their maker's reference, and how they are passed.
+type object struct {
+	h   *handle
+	own *owner // nil in a worker, which received it
+}
+
+// Close releases this process's use of the object, once the calls that
+// pass it are done with it; it lives on in the processes that hold it.
+// Close is idempotent; the object must not be used after it. In a worker
+// that received the object, Close does nothing.
+func (o *object) Close() error {
+	if o.own != nil {
+		o.own.close()
+	}
+	return nil
+}
+
+// MarshalCBOR encodes the object as a reference to it, for mp to pass to
+// another process (see SharedMemory).
+func (o *object) MarshalCBOR() ([]byte, error) { return marshalHandle(o.h) }
+
+// unmarshal decodes, in a worker, an object of kind that the parent sent.
+func (o *object) unmarshal(data []byte, kind handleKind) error {
+	h, err := unmarshalHandle(data, kind)
+	if err != nil {
+		return err
+	}
+	o.h = h
+	decoded(o, h)
+	return nil
+}
+
+func (o *object) mpHandle() *handle { return o.h }

@@ -30,11 +30,7 @@ import (
 // ends too.
 //
 // It is not a sync.Locker: acquiring it can fail.
-type Lock struct {
-	h      *handle
-	worker bool
-	own    *owner // nil in a worker
-}
+type Lock struct{ object }
 
 // waitersBit marks a lock word that processes wait on; the rest is the
 // owner's PID (Linux PIDs are below 2^22).
@@ -52,10 +48,13 @@ func NewLock() (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mp: NewLock: %w", err)
 	}
-	l := &Lock{h: h}
+	l := &Lock{object{h: h}}
 	l.own = own(l, h)
 	return l, nil
 }
+
+// UnmarshalCBOR decodes a lock passed by the parent, in a worker.
+func (l *Lock) UnmarshalCBOR(data []byte) error { return l.unmarshal(data, kindLock) }
 
 func (l *Lock) word() *uint32 { return shmem.Word(l.h.mem, 0) }
 
@@ -89,33 +88,6 @@ func (l *Lock) Unlock() error {
 	}
 	return unlockWord(l.word())
 }
-
-// Close releases this process's use of the lock, once the calls that pass
-// it are done with it; it lives on in the processes that hold it.
-//
-// Close is idempotent; the lock must not be used after it.
-func (l *Lock) Close() error {
-	if l.own != nil {
-		l.own.close()
-	}
-	return nil
-}
-
-// MarshalCBOR encodes the lock as a reference to it, for mp to pass.
-func (l *Lock) MarshalCBOR() ([]byte, error) { return marshalHandle(l.h) }
-
-// UnmarshalCBOR decodes a lock passed by the parent, in a worker.
-func (l *Lock) UnmarshalCBOR(data []byte) error {
-	h, err := unmarshalHandle(data, kindLock)
-	if err != nil {
-		return err
-	}
-	l.h, l.worker = h, true
-	decoded(l, h)
-	return nil
-}
-
-func (l *Lock) mpHandle() *handle { return l.h }
 
 // tryLockWord takes the lock word if it is free, or, with checkOwner, if
 // its owner is dead. contended marks the word as waited on, for a caller

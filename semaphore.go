@@ -17,11 +17,7 @@ import (
 // A semaphore does not know who holds its permits: a permit held by a
 // process that dies is not given back. Where that matters, give each
 // holder a [Lock] instead, which is taken over when its holder dies.
-type Semaphore struct {
-	h      *handle
-	worker bool
-	own    *owner // nil in a worker
-}
+type Semaphore struct{ object }
 
 // The words of a semaphore's segment.
 const (
@@ -44,7 +40,7 @@ func NewSemaphore(n int, bounded bool) (*Semaphore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mp: NewSemaphore: %w", err)
 	}
-	s := &Semaphore{h: h}
+	s := &Semaphore{object{h: h}}
 	s.own = own(s, h)
 	atomic.StoreUint32(s.word(semCount), uint32(n))
 	if bounded {
@@ -53,6 +49,9 @@ func NewSemaphore(n int, bounded bool) (*Semaphore, error) {
 	}
 	return s, nil
 }
+
+// UnmarshalCBOR decodes a semaphore passed by the parent, in a worker.
+func (s *Semaphore) UnmarshalCBOR(data []byte) error { return s.unmarshal(data, kindSemaphore) }
 
 func (s *Semaphore) word(off int) *uint32 { return shmem.Word(s.h.mem, off) }
 
@@ -122,41 +121,10 @@ func (s *Semaphore) Release() error {
 // Value returns how many permits are free now.
 func (s *Semaphore) Value() int { return int(atomic.LoadUint32(s.word(semCount))) }
 
-// Close releases this process's use of the semaphore, once the calls that
-// pass it are done with it.
-//
-// Close is idempotent; the semaphore must not be used after it.
-func (s *Semaphore) Close() error {
-	if s.own != nil {
-		s.own.close()
-	}
-	return nil
-}
-
-// MarshalCBOR encodes the semaphore as a reference to it, for mp to pass.
-func (s *Semaphore) MarshalCBOR() ([]byte, error) { return marshalHandle(s.h) }
-
-// UnmarshalCBOR decodes a semaphore passed by the parent, in a worker.
-func (s *Semaphore) UnmarshalCBOR(data []byte) error {
-	h, err := unmarshalHandle(data, kindSemaphore)
-	if err != nil {
-		return err
-	}
-	s.h, s.worker = h, true
-	decoded(s, h)
-	return nil
-}
-
-func (s *Semaphore) mpHandle() *handle { return s.h }
-
 // Event is a flag shared by processes, as Python's multiprocessing.Event:
 // Wait blocks until another process (or this one) calls Set. Pass it like
 // a [SharedMemory].
-type Event struct {
-	h      *handle
-	worker bool
-	own    *owner // nil in a worker
-}
+type Event struct{ object }
 
 // NewEvent makes an Event, not set.
 func NewEvent() (*Event, error) {
@@ -167,10 +135,13 @@ func NewEvent() (*Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mp: NewEvent: %w", err)
 	}
-	e := &Event{h: h}
+	e := &Event{object{h: h}}
 	e.own = own(e, h)
 	return e, nil
 }
+
+// UnmarshalCBOR decodes an event passed by the parent, in a worker.
+func (e *Event) UnmarshalCBOR(data []byte) error { return e.unmarshal(data, kindEvent) }
 
 func (e *Event) word() *uint32 { return shmem.Word(e.h.mem, 0) }
 
@@ -207,30 +178,3 @@ func (e *Event) Wait(ctx context.Context) error {
 	}
 	return nil
 }
-
-// Close releases this process's use of the event, once the calls that
-// pass it are done with it.
-//
-// Close is idempotent; the event must not be used after it.
-func (e *Event) Close() error {
-	if e.own != nil {
-		e.own.close()
-	}
-	return nil
-}
-
-// MarshalCBOR encodes the event as a reference to it, for mp to pass.
-func (e *Event) MarshalCBOR() ([]byte, error) { return marshalHandle(e.h) }
-
-// UnmarshalCBOR decodes an event passed by the parent, in a worker.
-func (e *Event) UnmarshalCBOR(data []byte) error {
-	h, err := unmarshalHandle(data, kindEvent)
-	if err != nil {
-		return err
-	}
-	e.h, e.worker = h, true
-	decoded(e, h)
-	return nil
-}
-
-func (e *Event) mpHandle() *handle { return e.h }

@@ -22,11 +22,7 @@ type Number interface {
 // write) needs the Value's own lock: Update, or Lock and Unlock, which
 // work as a [Lock] does, including when a holder dies (ErrOwnerDied). Pass
 // it like a [SharedMemory].
-type Value[T Number] struct {
-	h      *handle
-	worker bool
-	own    *owner // nil in a worker
-}
+type Value[T Number] struct{ object }
 
 // valueOffset is where the number lives in the segment: after the lock word.
 const valueOffset = 8
@@ -40,11 +36,14 @@ func NewValue[T Number](v T) (*Value[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("mp: NewValue: %w", err)
 	}
-	x := &Value[T]{h: h}
+	x := &Value[T]{object{h: h}}
 	x.own = own(x, h)
 	x.Store(v)
 	return x, nil
 }
+
+// UnmarshalCBOR decodes a Value passed by the parent, in a worker.
+func (x *Value[T]) UnmarshalCBOR(data []byte) error { return x.unmarshal(data, kindValue) }
 
 func (x *Value[T]) ptr() unsafe.Pointer { return unsafe.Pointer(&x.h.mem[valueOffset]) }
 
@@ -174,29 +173,3 @@ func (x *Value[T]) Update(ctx context.Context, f func(*T)) error {
 	}
 	return err
 }
-
-// Close releases this process's use of the Value, once the calls that
-// pass it are done with it.
-// Close is idempotent; the Value must not be used after it.
-func (x *Value[T]) Close() error {
-	if x.own != nil {
-		x.own.close()
-	}
-	return nil
-}
-
-// MarshalCBOR encodes the Value as a reference to it, for mp to pass.
-func (x *Value[T]) MarshalCBOR() ([]byte, error) { return marshalHandle(x.h) }
-
-// UnmarshalCBOR decodes a Value passed by the parent, in a worker.
-func (x *Value[T]) UnmarshalCBOR(data []byte) error {
-	h, err := unmarshalHandle(data, kindValue)
-	if err != nil {
-		return err
-	}
-	x.h, x.worker = h, true
-	decoded(x, h)
-	return nil
-}
-
-func (x *Value[T]) mpHandle() *handle { return x.h }
