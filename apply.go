@@ -51,11 +51,12 @@ func ApplyAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opt
 // finish, unless fu is set: then the outcome goes to fu, and the call
 // finishes by itself.
 func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts []CallOption, fu *Future[R]) (*collector[R], error) {
-	if err := f.begin(ctx); err != nil {
+	e, err := f.begin(ctx)
+	if err != nil {
 		return nil, err
 	}
 	c := newApplyCollector[R](ctx, p, f.name, newCallConfig(opts))
-	c.handles = f.hasHandles()
+	c.handles = e.handles
 	if c.future = fu; fu != nil {
 		c.watch()
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -371,7 +372,7 @@ func (wc *workerConn) sendHandles(hs []*handle, s *slot) error {
 	var ids []uint64
 	var fds []int
 	for _, h := range hs {
-		if wc.sentHandles[h.id] || slicesContains(ids, h.id) {
+		if wc.sentHandles[h.id] || slices.Contains(ids, h.id) {
 			continue
 		}
 		ids, fds = append(ids, h.id), append(fds, h.descriptor())
@@ -392,7 +393,7 @@ func (wc *workerConn) sendHandles(hs []*handle, s *slot) error {
 		}
 		if s != nil {
 			for _, h := range hs {
-				if slicesContains(ids[:n], h.id) {
+				if slices.Contains(ids[:n], h.id) {
 					h.sentTo(s)
 				}
 			}
@@ -400,15 +401,6 @@ func (wc *workerConn) sendHandles(hs []*handle, s *slot) error {
 		ids, fds = ids[n:], fds[n:]
 	}
 	return nil
-}
-
-func slicesContains(s []uint64, v uint64) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // owner is the reference the maker of a lock, Value, Semaphore or Event

@@ -284,3 +284,25 @@ var lockHoldInit = mp.Register("test.lock.init", func(ctx context.Context, j loc
 	}
 	return 0, err
 })
+
+func TestValueManyWorkers(t *testing.T) {
+	// The same Value to 16 workers at once, in many small tasks: each
+	// worker gets its descriptor once, and no update is lost.
+	t.Parallel()
+	v, err := mp.NewValue[int64](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	p := newPool(t, mp.PoolOptions{Workers: 16})
+	jobs := make([]lockJob, 800)
+	for i := range jobs {
+		jobs[i] = lockJob{V: v, N: 10}
+	}
+	if _, err := mp.Map(bounded(t, 120*time.Second), p, lockCount, jobs, mp.ChunkSize(1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Load(); got != 8000 {
+		t.Errorf("got %d, want 8000", got)
+	}
+}

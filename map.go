@@ -51,7 +51,8 @@ func MapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, opts .
 
 func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFast bool, opts []CallOption) ([]R, []error, error) {
 	cfg := newCallConfig(opts)
-	if err := f.begin(ctx); err != nil {
+	e, err := f.begin(ctx)
+	if err != nil {
 		return nil, nil, err
 	}
 	out := make([]R, len(in))
@@ -63,7 +64,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 		chunk = (len(in) + 4*p.opts.Workers - 1) / (4 * p.opts.Workers)
 	}
 	c := newCollector[R](ctx, p, f.name, cfg)
-	c.quiet, c.failFast, c.handles = cfg.progress == nil, failFast, f.hasHandles()
+	c.quiet, c.failFast, c.handles = cfg.progress == nil, failFast, e.handles
 	defer c.finish()
 	units, failures := makeUnits(&c.call, 0, in, chunk, p.maxMessage())
 	if err := c.submit(units, failures); err != nil {
@@ -148,12 +149,13 @@ func imap[T, R any](ctx context.Context, p *Pool, f Func[T, R], in iter.Seq[T], 
 			yield(zero, nilContext(f.name))
 			return
 		}
-		if _, err := f.lookup(); err != nil {
+		e, err := f.lookup()
+		if err != nil {
 			yield(zero, err)
 			return
 		}
 		cfg := newCallConfig(opts)
-		it := &imapRun[T, R]{p: p, f: f, cfg: cfg, ordered: ordered, yield: yield}
+		it := &imapRun[T, R]{p: p, f: f, cfg: cfg, ordered: ordered, yield: yield, handles: e.handles}
 		it.run(ctx, in)
 	}
 }
@@ -164,6 +166,7 @@ type imapRun[T, R any] struct {
 	f       Func[T, R]
 	cfg     callConfig
 	ordered bool
+	handles bool // f's argument type may hold shared objects
 	yield   func(R, error) bool
 
 	c         *collector[R]
@@ -178,7 +181,7 @@ type imapRun[T, R any] struct {
 
 func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
 	it.c = newCollector[R](ctx, it.p, it.f.name, it.cfg)
-	it.c.handles = it.f.hasHandles()
+	it.c.handles = it.handles
 	defer it.c.finish()
 	chunk := max(it.cfg.chunk, 1)
 	it.window = 2 * it.p.depth * it.p.opts.Workers // units in flight

@@ -114,10 +114,11 @@ type Bound struct {
 // Bind binds f to arg, for [PoolOptions.Init]. The argument is encoded
 // here; an error doing so is returned by NewPool.
 func Bind[T, R any](f Func[T, R], arg T) Bound {
-	if _, err := f.lookup(); err != nil {
+	e, err := f.lookup()
+	if err != nil {
 		return Bound{fn: f.name, err: err}
 	}
-	args, handles, err := encodeArgs(arg, f.hasHandles())
+	args, handles, err := encodeArgs(arg, e.handles)
 	if err != nil {
 		err = fmt.Errorf("mp: %s: encoding the argument %T: %w", f.name, arg, err)
 	}

@@ -59,10 +59,11 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 	if err != nil {
 		return nil, err
 	}
-	if err := f.begin(ctx); err != nil {
+	e, err := f.begin(ctx)
+	if err != nil {
 		return nil, err
 	}
-	payload, handles, err := encodeArgs(arg, f.hasHandles())
+	payload, handles, err := encodeArgs(arg, e.handles)
 	if err != nil {
 		return nil, fmt.Errorf("mp: %s: encoding the argument %T: %w", f.name, arg, err)
 	}

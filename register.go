@@ -195,24 +195,20 @@ func (f Func[T, R]) lookup() (*entry, error) {
 }
 
 // begin checks what every call with f checks before it starts anything:
-// that f is registered and encodable, and that ctx is not done.
-func (f Func[T, R]) begin(ctx context.Context) error {
+// that f is registered and encodable, and that ctx is not done. It returns
+// f's registry entry.
+func (f Func[T, R]) begin(ctx context.Context) (*entry, error) {
 	if ctx == nil {
-		return nilContext(f.name)
+		return nil, nilContext(f.name)
 	}
-	if _, err := f.lookup(); err != nil {
-		return err
+	e, err := f.lookup()
+	if err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return callError(f.name, context.Cause(ctx))
+		return nil, callError(f.name, context.Cause(ctx))
 	}
-	return nil
-}
-
-// hasHandles reports whether f's argument type may hold shared objects.
-func (f Func[T, R]) hasHandles() bool {
-	e, _ := f.lookup()
-	return e != nil && e.handles
+	return e, nil
 }
 
 // freeze stops registration and returns the registry's fingerprint.

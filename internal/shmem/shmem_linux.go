@@ -4,8 +4,8 @@
 package shmem
 
 import (
-	"errors"
 	"os"
+	"strconv"
 	"time"
 	"unsafe"
 
@@ -80,23 +80,11 @@ func Unmap(b []byte) error { return unix.Munmap(b) }
 // Close closes a descriptor.
 func Close(fd int) error { return unix.Close(fd) }
 
-// Dup duplicates a descriptor, close-on-exec.
-func Dup(fd int) (int, error) {
-	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return -1, os.NewSyscallError("fcntl", err)
-	}
-	return nfd, nil
-}
-
 // The futex operations, shared between processes (not FUTEX_PRIVATE).
 const (
 	futexWait = 0
 	futexWake = 1
 )
-
-// ErrTimeout is returned by Wait when its timeout passed.
-var ErrTimeout = errors.New("futex wait timed out")
 
 // Wait sleeps while *addr == val, for at most d, or until Wake. It may
 // return early, spuriously: callers check their condition again.
@@ -116,7 +104,7 @@ func Alive(pid int) bool {
 	if err := unix.Kill(pid, 0); err == unix.ESRCH {
 		return false
 	}
-	b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return !os.IsNotExist(err)
 	}
@@ -126,18 +114,6 @@ func Alive(pid int) bool {
 		}
 	}
 	return true
-}
-
-func itoa(n int) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		if n /= 10; n == 0 {
-			return string(b[i:])
-		}
-	}
 }
 
 // Word returns the uint32 at offset off of b, for atomics and futexes.

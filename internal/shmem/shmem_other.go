@@ -21,12 +21,9 @@ func Unlink(path string) error                                  { return Support
 func Map(fd, size int) ([]byte, error)                          { return nil, Supported() }
 func Unmap(b []byte) error                                      { return Supported() }
 func Close(fd int) error                                        { return Supported() }
-func Dup(fd int) (int, error)                                   { return -1, Supported() }
 func Wait(addr *uint32, val uint32, d time.Duration)            { time.Sleep(d) }
 func Wake(addr *uint32, n int)                                  {}
 func Alive(pid int) bool                                        { return true }
 func Word(b []byte, off int) *uint32                            { return (*uint32)(unsafe.Pointer(&b[off])) }
-
-var ErrTimeout = errors.New("futex wait timed out")
 
 func MaxSize() uint64 { return 0 }

@@ -79,7 +79,7 @@ func reapOrphans() {
 	for _, p := range processes() {
 		used[p.pgrp] = true
 		ours := orphans.groups[p.pgrp] || orphans.killed[p.pid]
-		if p.ppid != me || !ours || orphans.live[p.pid] || !zombie(p.pid) {
+		if p.ppid != me || !ours || orphans.live[p.pid] || !p.zombie {
 			continue
 		}
 		var ws unix.WaitStatus
@@ -91,20 +91,6 @@ func reapOrphans() {
 			delete(orphans.groups, g)
 		}
 	}
-}
-
-// zombie reports whether process pid has exited and waits to be reaped.
-func zombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == ')' {
-			return i+2 < len(b) && b[i+2] == 'Z'
-		}
-	}
-	return false
 }
 
 // adoptKilled records descendants of a worker that killTree killed outside

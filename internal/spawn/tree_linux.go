@@ -10,7 +10,10 @@ import (
 )
 
 // proc is one process as /proc shows it.
-type proc struct{ pid, ppid, pgrp int }
+type proc struct {
+	pid, ppid, pgrp int
+	zombie          bool
+}
 
 // processes lists the processes this one can see in /proc.
 func processes() []proc {
@@ -41,7 +44,7 @@ func processes() []proc {
 		}
 		ppid, _ := strconv.Atoi(string(f[1]))
 		pgrp, _ := strconv.Atoi(string(f[2]))
-		out = append(out, proc{pid: pid, ppid: ppid, pgrp: pgrp})
+		out = append(out, proc{pid: pid, ppid: ppid, pgrp: pgrp, zombie: string(f[0]) == "Z"})
 	}
 	return out
 }
@@ -112,12 +115,12 @@ var killMu sync.Mutex
 // /proc (which only some kernels have: ok is false where they are missing).
 func childTree(root int) (below []int, ok bool) {
 	for i, queue := 0, []int{root}; i < len(queue); i++ {
-		tasks, err := os.ReadDir("/proc/" + itoa(queue[i]) + "/task")
+		tasks, err := os.ReadDir("/proc/" + strconv.Itoa(queue[i]) + "/task")
 		if err != nil {
 			continue // it exited
 		}
 		for _, t := range tasks {
-			b, err := os.ReadFile("/proc/" + itoa(queue[i]) + "/task/" + t.Name() + "/children")
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(queue[i]) + "/task/" + t.Name() + "/children")
 			if err != nil {
 				if os.IsNotExist(err) && queue[i] == root {
 					return nil, false
@@ -152,5 +155,3 @@ func awaitExit(pid int) bool {
 // act of a worker whose parent died, which catches what its tasks started
 // after KillDescendants looked.
 func KillOwnGroup() { unix.Kill(0, unix.SIGKILL) }
-
-func itoa(n int) string { return strconv.Itoa(n) }
