@@ -45,6 +45,8 @@ type handle struct {
 	refs      int
 	slots     map[*slot]bool // pool workers it was sent to, told to drop it at the end
 	forgotten bool           // in a worker: its parent closed it
+
+	rlock *rlockState // an RLock's state in this process
 }
 
 type handleKind uint8
@@ -55,6 +57,10 @@ const (
 	kindValue
 	kindSemaphore
 	kindEvent
+	kindRLock
+	kindCondition
+	kindBarrier
+	kindArray
 )
 
 func (k handleKind) String() string {
@@ -69,6 +75,14 @@ func (k handleKind) String() string {
 		return "Semaphore"
 	case kindEvent:
 		return "Event"
+	case kindRLock:
+		return "RLock"
+	case kindCondition:
+		return "Condition"
+	case kindBarrier:
+		return "Barrier"
+	case kindArray:
+		return "Array"
 	}
 	return fmt.Sprintf("handle kind %d", uint8(k))
 }
@@ -105,7 +119,11 @@ func mapHandle(kind handleKind, size, fd int, id uint64) (*handle, error) {
 		shmem.Close(fd)
 		return nil, err
 	}
-	return &handle{id: id, kind: kind, size: size, mem: mem, fd: fd, refs: 1}, nil
+	h := &handle{id: id, kind: kind, size: size, mem: mem, fd: fd, refs: 1}
+	if kind == kindRLock {
+		h.rlock = &rlockState{acquiring: make(chan struct{}, 1)}
+	}
+	return h, nil
 }
 
 // acquire takes a reference, if the handle is still open.
@@ -427,7 +445,7 @@ func own[O any](obj *O, h *handle) *owner {
 	return o
 }
 
-// object is what a Lock, Value, Semaphore and Event are made of: their
+// object is what the shared objects but SharedMemory are made of: their
 // handle, their maker's reference, and how they are passed.
 type object struct {
 	h   *handle
@@ -461,3 +479,25 @@ func (o *object) unmarshal(data []byte, kind handleKind) error {
 }
 
 func (o *object) mpHandle() *handle { return o.h }
+
+// newObject makes a shared object of kind whose segment has size bytes,
+// owned by this process.
+func newObject[O any, P interface {
+	*O
+	base() *object
+}](kind handleKind, size int) (P, error) {
+	if err := shmem.Supported(); err != nil {
+		return nil, err
+	}
+	h, err := newHandle(kind, size)
+	if err != nil {
+		return nil, fmt.Errorf("mp: New%v: %w", kind, err)
+	}
+	p := P(new(O))
+	b := p.base()
+	b.h = h
+	b.own = own((*O)(p), h)
+	return p, nil
+}
+
+func (o *object) base() *object { return o }

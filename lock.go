@@ -40,18 +40,7 @@ const waitersBit = 1 << 31
 const deadPoll = 50 * time.Millisecond
 
 // NewLock makes a Lock, unlocked.
-func NewLock() (*Lock, error) {
-	if err := shmem.Supported(); err != nil {
-		return nil, err
-	}
-	h, err := newHandle(kindLock, 64)
-	if err != nil {
-		return nil, fmt.Errorf("mp: NewLock: %w", err)
-	}
-	l := &Lock{object{h: h}}
-	l.own = own(l, h)
-	return l, nil
-}
+func NewLock() (*Lock, error) { return newObject[Lock](kindLock, 64) }
 
 // UnmarshalCBOR decodes a lock passed by the parent, in a worker.
 func (l *Lock) UnmarshalCBOR(data []byte) error { return l.unmarshal(data, kindLock) }
@@ -61,15 +50,7 @@ func (l *Lock) word() *uint32 { return shmem.Word(l.h.mem, 0) }
 // Lock acquires the lock, waiting while another holds it, until ctx ends
 // (then it returns ctx's cause, without the lock). If its holder died, it
 // returns an error matching ErrOwnerDied, and the caller holds the lock.
-func (l *Lock) Lock(ctx context.Context) error {
-	if ctx == nil {
-		return nilContext("Lock.Lock")
-	}
-	if l.own.closed() {
-		return errClosed("Lock")
-	}
-	return lockWord(ctx, l.word())
-}
+func (l *Lock) Lock(ctx context.Context) error { return l.lock(ctx, "Lock") }
 
 // TryLock acquires the lock if it is free (or its holder died: then the
 // error matches ErrOwnerDied) and reports whether it did.
@@ -82,12 +63,7 @@ func (l *Lock) TryLock() (bool, error) {
 
 // Unlock releases the lock. It returns an error if this process does not
 // hold it.
-func (l *Lock) Unlock() error {
-	if l.own.closed() {
-		return errClosed("Lock")
-	}
-	return unlockWord(l.word())
-}
+func (l *Lock) Unlock() error { return l.unlock("Lock") }
 
 // tryLockWord takes the lock word if it is free, or, with checkOwner, if
 // its owner is dead. contended marks the word as waited on, for a caller

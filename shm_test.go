@@ -15,6 +15,7 @@ import (
 // shmJob is what the shared memory tests pass: a block and a part of it.
 type shmJob struct {
 	Mem        *mp.SharedMemory
+	L          *mp.Lock // taken and released, if not nil
 	Lo, Hi     int
 	Write      byte // written at Lo if not 0
 	ReportUsed bool // return the worker's descriptors and memfd mappings
@@ -22,6 +23,14 @@ type shmJob struct {
 
 var (
 	shmSum = mp.Register("test.shm.sum", func(ctx context.Context, j shmJob) (int, error) {
+		if j.L != nil {
+			if err := j.L.Lock(ctx); err != nil {
+				return 0, err
+			}
+			if err := j.L.Unlock(); err != nil {
+				return 0, err
+			}
+		}
 		b := j.Mem.Bytes()
 		sum := 0
 		for _, c := range b[j.Lo:j.Hi] {

@@ -332,6 +332,8 @@ type sharedArgs struct {
 	Mem   *mp.SharedMemory
 	Lock  *mp.Lock
 	Value *mp.Value[int64]
+	Sem   *mp.Semaphore
+	RLock *mp.RLock
 	N     int
 }
 
@@ -357,6 +359,32 @@ var (
 			}
 			if err := a.Lock.Unlock(); err != nil {
 				return 0, err
+			}
+		}
+		return a.N, nil
+	})
+	semLoop = mp.Register("bench.sem-loop", func(ctx context.Context, a sharedArgs) (int, error) {
+		for range a.N {
+			if err := a.Sem.Acquire(ctx); err != nil {
+				return 0, err
+			}
+			if err := a.Sem.Release(); err != nil {
+				return 0, err
+			}
+		}
+		return a.N, nil
+	})
+	rlockLoop = mp.Register("bench.rlock-loop", func(ctx context.Context, a sharedArgs) (int, error) {
+		for range a.N {
+			for range 2 {
+				if err := a.RLock.Lock(ctx); err != nil {
+					return 0, err
+				}
+			}
+			for range 2 {
+				if err := a.RLock.Unlock(); err != nil {
+					return 0, err
+				}
 			}
 		}
 		return a.N, nil
@@ -418,7 +446,18 @@ func sharedLoops(b *testing.B, f mp.Func[sharedArgs, int]) {
 		b.Fatal(err)
 	}
 	defer v.Close()
-	args := []sharedArgs{{Lock: l, Value: v, N: lockOps}, {Lock: l, Value: v, N: lockOps}}
+	sem, err := mp.NewSemaphore(1, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sem.Close()
+	r, err := mp.NewRLock()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	arg := sharedArgs{Lock: l, Value: v, Sem: sem, RLock: r, N: lockOps}
+	args := []sharedArgs{arg, arg}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := mp.Map(b.Context(), p, f, args, mp.ChunkSize(1)); err != nil {
@@ -434,3 +473,11 @@ func BenchmarkLock(b *testing.B) { sharedLoops(b, lockLoop) }
 // BenchmarkValue has two workers add 1 to one Value under its lock,
 // lockOps times each.
 func BenchmarkValue(b *testing.B) { sharedLoops(b, valueLoop) }
+
+// BenchmarkSemaphore has two workers acquire and release one permit of a
+// Semaphore of 1, lockOps times each.
+func BenchmarkSemaphore(b *testing.B) { sharedLoops(b, semLoop) }
+
+// BenchmarkRLock has two workers lock one RLock twice and unlock it twice,
+// lockOps times each.
+func BenchmarkRLock(b *testing.B) { sharedLoops(b, rlockLoop) }

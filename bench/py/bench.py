@@ -78,8 +78,9 @@ def sum_few(b):
     return sum(b[:8])
 
 
-def _init_shared(lock, value):
+def _init_shared(lock, value, sem, rlock):
     _shared["lock"], _shared["value"] = lock, value
+    _shared["sem"], _shared["rlock"] = sem, rlock
 
 
 def lock_loop(n):
@@ -87,6 +88,24 @@ def lock_loop(n):
     for _ in range(n):
         lock.acquire()
         lock.release()
+    return n
+
+
+def sem_loop(n):
+    sem = _shared["sem"]
+    for _ in range(n):
+        sem.acquire()
+        sem.release()
+    return n
+
+
+def rlock_loop(n):
+    r = _shared["rlock"]
+    for _ in range(n):
+        r.acquire()
+        r.acquire()
+        r.release()
+        r.release()
     return n
 
 
@@ -113,7 +132,8 @@ def do_big_arg(pool):
 
 def shared_pool(ctx):
     lock, value = ctx.Lock(), ctx.Value("q", 0)
-    pool = ctx.Pool(WORKERS, initializer=_init_shared, initargs=(lock, value))
+    sem, rlock = ctx.Semaphore(1), ctx.RLock()
+    pool = ctx.Pool(WORKERS, initializer=_init_shared, initargs=(lock, value, sem, rlock))
     pool.map(square, range(10), chunksize=1)
     return pool
 
@@ -189,6 +209,8 @@ BENCHMARKS = {
     "SharedMemory": (True, ("fork",), do_shared_memory),
     "BigArg": (True, ("fork",), do_big_arg),
     "Lock": ("shared", ("fork",), lambda pool: pool.map(lock_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
+    "Semaphore": ("shared", ("fork",), lambda pool: pool.map(sem_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
+    "RLock": ("shared", ("fork",), lambda pool: pool.map(rlock_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
     "Value": ("shared", ("fork",), lambda pool: pool.map(value_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
 }
 
