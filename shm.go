@@ -41,8 +41,9 @@ const shmDir = "/dev/shm/"
 // An empty name makes an anonymous one; otherwise the name (letters,
 // digits and "._-", up to 200 bytes) must be new, and others can open it
 // with OpenSharedMemory until Unlink. It returns an error for a size that
-// is not positive or is over the machine's memory, or a name that is
-// invalid or taken.
+// is not positive or is over the machine's memory (for a named block: over
+// what /dev/shm has free; the error matches syscall.ENOSPC), or a name
+// that is invalid or taken.
 func CreateSharedMemory(name string, size int) (*SharedMemory, error) {
 	if err := checkSize("CreateSharedMemory", size); err != nil {
 		return nil, err

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -316,5 +318,50 @@ func TestSharedMemoryNested(t *testing.T) {
 	got, err, _ := spawnWait(t, shmNested, nestedJob{A: a})
 	if err != nil || got != "AB" {
 		t.Errorf("the grandchild read %q, %v; want AB", got, err)
+	}
+}
+
+// TestHelperSmallShm is not a test: TestSharedMemoryOverShmSize runs it
+// with a /dev/shm of 1 MiB, in a mount namespace of its own.
+func TestHelperSmallShm(t *testing.T) {
+	if os.Getenv(helperEnv) != "smallshm" {
+		t.Skip("helper process for TestSharedMemoryOverShmSize")
+	}
+	_, err := mp.CreateSharedMemory("mp-test-too-big", 2<<20)
+	fmt.Println("error:", err, errors.Is(err, syscall.ENOSPC))
+	m, err := mp.CreateSharedMemory("mp-test-fits", 512<<10)
+	if err == nil {
+		m.Bytes()[512<<10-1] = 1
+		m.Unlink()
+		m.Close()
+	}
+	fmt.Println("fits:", err)
+	os.Exit(0)
+}
+
+func TestSharedMemoryOverShmSize(t *testing.T) {
+	// A named block bigger than what /dev/shm has free was made, and its
+	// first touch past the free space was a SIGBUS.
+	t.Parallel()
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare command to make a mount namespace")
+	}
+	if err := exec.Command(unshare, "--mount", "true").Run(); err != nil {
+		t.Skipf("cannot make a mount namespace here: %v", err)
+	}
+	ctx := bounded(t, 30*time.Second)
+	cmd := exec.CommandContext(ctx, unshare, "--mount", "sh", "-c",
+		`mount -t tmpfs -o size=1m tmpfs /dev/shm && exec "$0" -test.run='^TestHelperSmallShm$'`, os.Args[0])
+	cmd.Env = append(os.Environ(), helperEnv+"=smallshm")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "do not fit in /dev/shm") || !strings.Contains(string(out), " true\n") {
+		t.Errorf("a block over /dev/shm's free space: want an error matching ENOSPC; got\n%s", out)
+	}
+	if !strings.Contains(string(out), "fits: <nil>") {
+		t.Errorf("a block within /dev/shm's free space was refused:\n%s", out)
 	}
 }

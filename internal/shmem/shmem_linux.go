@@ -4,7 +4,9 @@
 package shmem
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 	"unsafe"
@@ -36,6 +38,14 @@ func Open(path string, size int, create bool) (fd, actual int, err error) {
 	flags := unix.O_RDWR | unix.O_CLOEXEC
 	if create {
 		flags |= unix.O_CREAT | unix.O_EXCL
+		// Its pages are taken when first touched: one that does not fit
+		// would be a SIGBUS then, so say it now.
+		var st unix.Statfs_t
+		if dir := filepath.Dir(path); unix.Statfs(dir, &st) == nil {
+			if free := st.Bavail * uint64(st.Bsize); uint64(size) > free {
+				return -1, 0, fmt.Errorf("%d bytes do not fit in %s, which has %d bytes free: %w", size, dir, free, unix.ENOSPC)
+			}
+		}
 	}
 	fd, err = unix.Open(path, flags, 0o600)
 	if err != nil {
