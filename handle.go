@@ -46,7 +46,8 @@ type handle struct {
 	slots     map[*slot]bool // pool workers it was sent to, told to drop it at the end
 	forgotten bool           // in a worker: its parent closed it
 
-	rlock *rlockState // an RLock's state in this process
+	rlock    *rlockState  // an RLock's state in this process
+	semEntry atomic.Int32 // a Semaphore's table entry of this process, plus one
 }
 
 type handleKind uint8

@@ -30,6 +30,11 @@ import (
 // ends too.
 //
 // It is not a sync.Locker: acquiring it can fail.
+//
+// Cost: Lock and Unlock of a free lock are a compare-and-swap each, with
+// no system call; a waiter spins briefly, then sleeps on a futex. Two
+// workers taking turns on one lock take about 50 ns per Lock and Unlock
+// (BenchmarkLock).
 type Lock struct{ object }
 
 // waitersBit marks a lock word that processes wait on; the rest is the

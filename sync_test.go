@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -517,3 +518,48 @@ func TestHandlesManyApply(t *testing.T) {
 var shmPID = mp.Register("test.shm.pid", func(ctx context.Context, j shmJob) ([2]int, error) {
 	return [2]int{os.Getpid(), usedHere()}, nil
 })
+
+// semGuard holds one of the semaphore's N permits while it counts how many
+// holders there are, and fails if they are more than N.
+var semGuard = mp.Register("test.sem.guard", func(ctx context.Context, j syncJob) (int, error) {
+	for range 20 {
+		if err := j.S.Acquire(ctx); err != nil {
+			return 0, err
+		}
+		in := j.V.Add(1)
+		for range 100 {
+			runtime.Gosched()
+		}
+		j.V.Add(-1)
+		if err := j.S.Release(); err != nil {
+			return 0, err
+		}
+		if in > int64(j.N) {
+			return 0, fmt.Errorf("%d holders of a semaphore of %d", in, j.N)
+		}
+	}
+	return 0, nil
+})
+
+func TestSemaphoreManyWorkers(t *testing.T) {
+	t.Parallel()
+	const permits = 3
+	s, err := mp.NewSemaphore(permits, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	v, _ := mp.NewValue[int64](0)
+	defer v.Close()
+	p := newPool(t, mp.PoolOptions{Workers: 16})
+	jobs := make([]syncJob, 200)
+	for i := range jobs {
+		jobs[i] = syncJob{S: s, V: v, N: permits}
+	}
+	if _, err := mp.Map(bounded(t, 120*time.Second), p, semGuard, jobs, mp.ChunkSize(1)); err != nil {
+		t.Fatal(err)
+	}
+	if s.Value() != permits || v.Load() != 0 {
+		t.Errorf("after every task: %d permits free, %d holders", s.Value(), v.Load())
+	}
+}
