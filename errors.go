@@ -52,8 +52,17 @@ var (
 	ErrOwnerDied = errors.New("mp: lock owner died")
 
 	// ErrQueueFull is wrapped by the error of a call made with NoWait when
-	// the pool's queue has no room for its tasks (PoolOptions.MaxQueued).
-	ErrQueueFull = errors.New("mp: pool queue full")
+	// the pool's queue has no room for its tasks (PoolOptions.MaxQueued),
+	// and by that of Queue.TryPut when the Queue has none.
+	ErrQueueFull = errors.New("mp: queue full")
+
+	// ErrQueueEmpty is wrapped by the error of Queue.TryGet when the Queue
+	// has no message.
+	ErrQueueEmpty = errors.New("mp: queue empty")
+
+	// ErrQueueClosed is wrapped by the error of Queue.Put on a closed
+	// Queue, and of Queue.Get on one that is closed and empty.
+	ErrQueueClosed = errors.New("mp: queue closed")
 
 	// ErrProtocol is matched by the *ExitError of a worker that sent its
 	// parent bytes that do not follow mp's protocol (a task that wrote to

@@ -62,6 +62,8 @@ const (
 	kindCondition
 	kindBarrier
 	kindArray
+	kindQueue
+	kindPipe
 )
 
 func (k handleKind) String() string {
@@ -84,6 +86,10 @@ func (k handleKind) String() string {
 		return "Barrier"
 	case kindArray:
 		return "Array"
+	case kindQueue:
+		return "Queue"
+	case kindPipe:
+		return "Pipe end"
 	}
 	return fmt.Sprintf("handle kind %d", uint8(k))
 }
@@ -97,6 +103,7 @@ type handleWire struct {
 	ID   uint64
 	Size int
 	Name string // a named SharedMemory's
+	Aux  int    // a Pipe end's number
 }
 
 var handleSeq atomic.Uint64
@@ -220,7 +227,10 @@ func encodeArgs[T any](v T, withHandles bool) ([]byte, []*handle, error) {
 }
 
 // marshalHandle is the MarshalCBOR of every shared object.
-func marshalHandle(h *handle) ([]byte, error) {
+func marshalHandle(h *handle) ([]byte, error) { return marshalHandleAux(h, 0) }
+
+// marshalHandleAux encodes h with a number of the object's own (aux).
+func marshalHandleAux(h *handle, aux int) ([]byte, error) {
 	cur := encoding.cur.Load()
 	switch {
 	case cur == nil && isWorker.Load():
@@ -229,27 +239,28 @@ func marshalHandle(h *handle) ([]byte, error) {
 		return nil, fmt.Errorf("mp: a %v can only be encoded by mp, in the argument of Spawn, a pool call or Bind", h.kind)
 	}
 	*cur = append(*cur, h)
-	return wire.MarshalAny(cbor.Tag{Number: handleTag, Content: handleWire{Kind: h.kind, ID: h.id, Size: h.size, Name: h.name}})
+	return wire.MarshalAny(cbor.Tag{Number: handleTag, Content: handleWire{Kind: h.kind, ID: h.id, Size: h.size, Name: h.name, Aux: aux}})
 }
 
 // unmarshalHandle is the UnmarshalCBOR of every shared object: in a
 // worker, the handle the parent sent before the task.
 func unmarshalHandle(data []byte, kind handleKind) (*handle, error) {
-	h, _, err := unmarshalNamedHandle(data, kind)
+	h, _, err := unmarshalHandleWire(data, kind)
 	return h, err
 }
 
-func unmarshalNamedHandle(data []byte, kind handleKind) (*handle, string, error) {
+// unmarshalHandleWire is unmarshalHandle, with what was encoded.
+func unmarshalHandleWire(data []byte, kind handleKind) (*handle, handleWire, error) {
 	var tag cbor.RawTag
-	if err := wire.UnmarshalAny(data, &tag); err != nil {
-		return nil, "", err
-	}
 	var w handleWire
+	if err := wire.UnmarshalAny(data, &tag); err != nil {
+		return nil, w, err
+	}
 	if tag.Number != handleTag || wire.UnmarshalAny(tag.Content, &w) != nil || w.Kind != kind {
-		return nil, "", fmt.Errorf("%w: not a %v", wire.ErrMalformed, kind)
+		return nil, w, fmt.Errorf("%w: not a %v", wire.ErrMalformed, kind)
 	}
 	h, err := received.get(w.ID, w.Kind, w.Size)
-	return h, w.Name, err
+	return h, w, err
 }
 
 // received holds, in a worker, the handles its parent sent, by ID.

@@ -160,7 +160,8 @@ func (m *SharedMemory) MarshalCBOR() ([]byte, error) { return marshalHandle(m.h)
 
 // UnmarshalCBOR decodes a block passed by the parent, in a worker.
 func (m *SharedMemory) UnmarshalCBOR(data []byte) error {
-	h, name, err := unmarshalNamedHandle(data, kindSharedMemory)
+	h, w, err := unmarshalHandleWire(data, kindSharedMemory)
+	name := w.Name
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,288 @@
+package mp
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/go-mp/mp/internal/shmem"
+)
+
+// A ring is a queue of messages in shared memory, under Queue and Pipe:
+// many producers and many consumers, in any processes, with nothing
+// relayed through another process.
+//
+// Its state is a header of words; its data a ring of records, each an
+// 8-byte header (length, flags) and its payload padded to 8 bytes. A
+// producer holds the put lock while it writes a message, a consumer the
+// get lock while it reads one; the two sides meet only at the tail and
+// head counters, so a producer and a consumer work at once. A message
+// bigger than half the ring streams through it in fragments (first,
+// middle, last), the producer writing while the consumer reads.
+//
+// Crashes: a record is published by one store of the tail, and consumed
+// by one store of the head, each after the copy. A producer killed in the
+// middle of a message leaves fragments with no last: consumers drop them
+// when the next message's first fragment comes, and skip a fragment that
+// follows no first. The locks are taken over (ErrOwnerDied, ignored here)
+// from a holder that died. So a dead producer loses only the message it
+// was writing, and a dead consumer only the one it was reading.
+type ring struct {
+	hdr  []byte // ringHeader bytes of state words
+	data []byte // the ring, a power of two long
+	mask uint64
+}
+
+// The words of a ring's header: the producers' side, then the consumers'
+// on its own cache line.
+const (
+	rPutLock    = 0  // the put lock
+	rDataSeq    = 4  // advanced with each record published: consumers wait on it
+	rTail       = 8  // bytes published (uint64)
+	rPutWaiters = 16 // producers waiting for room
+	rSender     = 20 // the process that last put (a Pipe end's peer)
+	rCount      = 24 // whole messages in the ring
+	rClosed     = 28 // 1 once closed
+	rGetLock    = 64
+	rSpaceSeq   = 68 // advanced with each record consumed: producers wait on it
+	rHead       = 72 // bytes consumed (uint64)
+	rGetWaiters = 80 // consumers waiting for a record
+	rUnfinished = 96 // messages put and not yet TaskDone
+	rMaxLen     = 100
+	rMaxMessage = 104
+
+	ringHeader = 128
+)
+
+// Record flags.
+const (
+	recFirst = 1 << iota
+	recLast
+	recAbort // the message in progress was given up
+)
+
+// errRingClosed is returned by put and get on a closed ring.
+var errRingClosed = errors.New("closed")
+
+// ringSpin is how many times a side looks again, yielding in between,
+// before it sleeps: a ping-pong between two processes then needs no
+// system call.
+const ringSpin = 64
+
+func newRing(hdr, data []byte) ring {
+	return ring{hdr: hdr, data: data, mask: uint64(len(data) - 1)}
+}
+
+func (r ring) w(off int) *uint32 { return shmem.Word(r.hdr, off) }
+
+func (r ring) u64(off int) *uint64 { return (*uint64)(unsafe.Pointer(&r.hdr[off])) }
+
+func (r ring) closed() bool { return atomic.LoadUint32(r.w(rClosed)) == 1 }
+
+func pad8(n int) uint64 { return uint64(n+7) &^ 7 }
+
+// copyIn writes b at ring position pos, wrapping.
+func (r ring) copyIn(pos uint64, b []byte) {
+	i := int(pos & r.mask)
+	n := copy(r.data[i:], b)
+	copy(r.data, b[n:])
+}
+
+// copyOut appends n bytes from ring position pos to dst, wrapping.
+func (r ring) copyOut(dst []byte, pos uint64, n int) []byte {
+	i := int(pos & r.mask)
+	end := min(i+n, len(r.data))
+	dst = append(dst, r.data[i:end]...)
+	return append(dst, r.data[:n-(end-i)]...)
+}
+
+// wait sleeps on the word at off while it is seen, counting itself among
+// the waiters at waitersOff, for at most deadPoll or until ctx's deadline.
+func (r ring) wait(ctx context.Context, off, waitersOff int, seen uint32) {
+	atomic.AddUint32(r.w(waitersOff), 1)
+	d := deadPoll
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, max(time.Until(dl), time.Millisecond))
+	}
+	shmem.Wait(r.w(off), seen, d)
+	atomic.AddUint32(r.w(waitersOff), ^uint32(0))
+}
+
+// wake advances the word at off and wakes its waiters, if any.
+func (r ring) wake(off, waitersOff int) {
+	atomic.AddUint32(r.w(off), 1)
+	if atomic.LoadUint32(r.w(waitersOff)) > 0 {
+		shmem.Wake(r.w(off), 1<<30)
+	}
+}
+
+// put writes message b. It waits for room (and, with a length limit, for
+// the count to drop under it) until ctx ends or the ring is closed; peerGone,
+// if not nil, is asked while it waits whether anyone can still read.
+func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
+	if r.closed() {
+		return errRingClosed
+	}
+	if err := lockWord(ctx, r.w(rPutLock)); err != nil && !isOwnerDied(err) {
+		return err
+	}
+	defer unlockWord(r.w(rPutLock))
+	if s := r.w(rSender); atomic.LoadUint32(s) != myPID {
+		atomic.StoreUint32(s, myPID)
+	}
+	capacity := uint64(len(r.data))
+	tail := atomic.LoadUint64(r.u64(rTail))
+	whole := 8 + pad8(len(b))
+	small := whole <= capacity/2
+	maxLen := atomic.LoadUint32(r.w(rMaxLen))
+	first := true
+	for spin := 0; ; {
+		seen := atomic.LoadUint32(r.w(rSpaceSeq))
+		free := capacity - (tail - atomic.LoadUint64(r.u64(rHead)))
+		room := free >= whole || !small && free >= 16
+		if first && maxLen > 0 && atomic.LoadUint32(r.w(rCount)) >= maxLen {
+			room = false
+		}
+		if !room {
+			err := ctx.Err()
+			if err == nil && r.closed() {
+				err = errRingClosed
+			}
+			if err == nil && peerGone != nil && spin >= ringSpin {
+				err = peerGone()
+			}
+			if err != nil {
+				if !first && free >= 8 { // tell consumers to drop what they have
+					r.record(tail, recAbort, nil)
+					tail += 8
+					atomic.StoreUint64(r.u64(rTail), tail)
+					r.wake(rDataSeq, rGetWaiters)
+				}
+				if err == errRingClosed || ctx.Err() == nil {
+					return err
+				}
+				return context.Cause(ctx)
+			}
+			if spin++; spin < ringSpin {
+				runtime.Gosched()
+			} else {
+				r.wait(ctx, rSpaceSeq, rPutWaiters, seen)
+			}
+			continue
+		}
+		spin = 0
+		n := min(len(b), int((free-8)&^7))
+		flags := uint32(0)
+		if first {
+			flags |= recFirst
+		}
+		if n == len(b) {
+			flags |= recLast
+		}
+		r.record(tail, flags, b[:n])
+		tail += 8 + pad8(n)
+		if flags&recLast != 0 {
+			atomic.AddUint32(r.w(rUnfinished), 1)
+			atomic.AddUint32(r.w(rCount), 1)
+		}
+		atomic.StoreUint64(r.u64(rTail), tail)
+		r.wake(rDataSeq, rGetWaiters)
+		if flags&recLast != 0 {
+			return nil
+		}
+		b, first = b[n:], false
+	}
+}
+
+// record writes a record at tail, not yet published.
+func (r ring) record(tail uint64, flags uint32, payload []byte) {
+	var h [8]byte
+	*(*uint32)(unsafe.Pointer(&h[0])) = uint32(len(payload))
+	*(*uint32)(unsafe.Pointer(&h[4])) = flags
+	r.copyIn(tail, h[:])
+	r.copyIn(tail+8, payload)
+}
+
+// get reads the next message into buf[:0]. It waits until ctx ends (then
+// it returns ctx's cause) or the ring is closed and empty
+// (errRingClosed); peerGone, if not nil, is asked while it waits whether
+// anyone can still write. A message in progress is waited for while its
+// producer holds the put lock and lives, whatever ctx.
+func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byte, error) {
+	if err := lockWord(ctx, r.w(rGetLock)); err != nil && !isOwnerDied(err) {
+		return nil, err
+	}
+	defer unlockWord(r.w(rGetLock))
+	head := atomic.LoadUint64(r.u64(rHead))
+	msg, in := buf[:0], false
+	for spin := 0; ; {
+		seen := atomic.LoadUint32(r.w(rDataSeq))
+		if head == atomic.LoadUint64(r.u64(rTail)) {
+			var err error
+			switch {
+			case in && (spin < ringSpin || r.producing()):
+				// the rest of this message is coming
+			case ctx.Err() != nil:
+				err = context.Cause(ctx)
+			case r.closed() && !in:
+				err = errRingClosed
+			case peerGone != nil && spin >= ringSpin:
+				err = peerGone()
+			}
+			if err != nil {
+				return nil, err
+			}
+			if spin++; spin < ringSpin {
+				runtime.Gosched()
+			} else {
+				r.wait(ctx, rDataSeq, rGetWaiters, seen)
+			}
+			continue
+		}
+		spin = 0
+		var h [8]byte
+		r.copyOut(h[:0], head, 8)
+		n := int(*(*uint32)(unsafe.Pointer(&h[0])))
+		flags := *(*uint32)(unsafe.Pointer(&h[4]))
+		switch {
+		case flags&recAbort != 0:
+			msg, in = msg[:0], false
+		case flags&recFirst != 0:
+			msg, in = r.copyOut(msg[:0], head+8, n), true
+		case in:
+			msg = r.copyOut(msg, head+8, n)
+		}
+		head += 8 + pad8(n)
+		done := in && flags&recLast != 0
+		if done {
+			atomic.AddUint32(r.w(rCount), ^uint32(0))
+		}
+		atomic.StoreUint64(r.u64(rHead), head)
+		r.wake(rSpaceSeq, rPutWaiters)
+		if done {
+			return msg, nil
+		}
+	}
+}
+
+// producing reports whether a live process holds the put lock.
+func (r ring) producing() bool {
+	owner := atomic.LoadUint32(r.w(rPutLock)) &^ waitersBit
+	return owner != 0 && (owner == myPID || shmem.Alive(int(owner)))
+}
+
+// close closes the ring: puts fail, and gets fail once it is empty. Every
+// waiter is woken to see it.
+func (r ring) close() {
+	atomic.StoreUint32(r.w(rClosed), 1)
+	r.wake(rDataSeq, rGetWaiters)
+	r.wake(rSpaceSeq, rPutWaiters)
+}
+
+// empty reports whether no record waits to be read.
+func (r ring) empty() bool {
+	return atomic.LoadUint64(r.u64(rHead)) == atomic.LoadUint64(r.u64(rTail))
+}
