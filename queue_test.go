@@ -17,7 +17,7 @@ type queueJob struct {
 	Q    *mp.Queue[string]
 	From string
 	N    int
-	Size int // bytes of padding per message
+	Size int              // bytes of padding per message
 	Got  *mp.Value[int64] // counts the messages got, if not nil
 }
 
