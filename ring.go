@@ -102,11 +102,16 @@ func (r ring) copyOut(dst []byte, pos uint64, n int) []byte {
 // wait sleeps on the word at off while it is seen, counting itself among
 // the waiters at waitersOff, for at most deadPoll or until ctx's deadline.
 func (r ring) wait(ctx context.Context, off, waitersOff int, seen uint32) {
-	atomic.AddUint32(r.w(waitersOff), 1)
 	d := deadPoll
 	if dl, ok := ctx.Deadline(); ok {
 		d = min(d, max(time.Until(dl), time.Millisecond))
 	}
+	r.waitFor(off, waitersOff, seen, d)
+}
+
+// waitFor is wait, for at most d.
+func (r ring) waitFor(off, waitersOff int, seen uint32, d time.Duration) {
+	atomic.AddUint32(r.w(waitersOff), 1)
 	shmem.Wait(r.w(off), seen, d)
 	atomic.AddUint32(r.w(waitersOff), ^uint32(0))
 }
@@ -135,14 +140,15 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 	}
 	capacity := uint64(len(r.data))
 	tail := atomic.LoadUint64(r.u64(rTail))
-	whole := 8 + pad8(len(b))
-	small := whole <= capacity/2
+	small := 8+pad8(len(b)) <= capacity/2
 	maxLen := atomic.LoadUint32(r.w(rMaxLen))
 	first := true
 	for spin := 0; ; {
 		seen := atomic.LoadUint32(r.w(rSpaceSeq))
 		free := capacity - (tail - atomic.LoadUint64(r.u64(rHead)))
-		room := free >= whole || !small && free >= 16
+		// A fragment waits for a quarter of the ring, not to trickle
+		// through in records of a few bytes.
+		room := free >= 8+pad8(len(b)) || !small && free >= capacity/4
 		if first && maxLen > 0 && atomic.LoadUint32(r.w(rCount)) >= maxLen {
 			room = false
 		}

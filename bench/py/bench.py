@@ -166,6 +166,60 @@ def pool_start_once(ctx, x):
         pool.join()
 
 
+# Messaging benchmarks.
+
+QUEUE_MSGS = 200_000
+
+
+def _queue_put(q, n):
+    for i in range(n):
+        q.put(i)
+
+
+def _queue_get(q, n, out):
+    s = 0
+    for _ in range(n):
+        s += q.get()
+    out.put(s)
+
+
+def queue_once(ctx, producers, consumers):
+    """Sends QUEUE_MSGS small values from producer processes to consumer
+    processes through one Queue; returns the sum the consumers got."""
+    q, out = ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=_queue_get, args=(q, QUEUE_MSGS // consumers, out)) for _ in range(consumers)]
+    procs += [ctx.Process(target=_queue_put, args=(q, QUEUE_MSGS // producers)) for _ in range(producers)]
+    for p in procs:
+        p.start()
+    total = sum(out.get() for _ in range(consumers))
+    for p in procs:
+        p.join()
+    return total
+
+
+def _pipe_echo(conn):
+    while True:
+        try:
+            v = conn.recv()
+        except EOFError:
+            return
+        conn.send(v + 1)
+
+
+def pipe_trip(ctx):
+    """One round trip of a small value to a child over a Pipe (the child
+    is started on the first call)."""
+    if "pipe" not in _shared:
+        a, b = ctx.Pipe()
+        p = ctx.Process(target=_pipe_echo, args=(b,))
+        p.start()
+        b.close()
+        _shared["pipe"] = (a, p)
+    a, _ = _shared["pipe"]
+    a.send(1)
+    return a.recv()
+
+
 # Pool benchmarks: an op is one call on a warm pool.
 
 
@@ -175,6 +229,11 @@ def do_map(pool, n, chunksize=None):
 
 def do_apply(pool, x):
     return pool.apply(square, (x,))
+
+
+def sum_below(n):
+    """The sum of 0 to n-1, what the consumers of queue_once get."""
+    return n * (n - 1) // 2
 
 
 def do_apply_async(pool, n):
@@ -211,6 +270,9 @@ BENCHMARKS = {
     "Lock": ("shared", ("fork",), lambda pool: pool.map(lock_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
     "Semaphore": ("shared", ("fork",), lambda pool: pool.map(sem_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
     "RLock": ("shared", ("fork",), lambda pool: pool.map(rlock_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
+    "Queue": (False, ("fork",), lambda ctx: queue_once(ctx, 1, 1)),
+    "QueueMany": (False, ("fork",), lambda ctx: queue_once(ctx, 2, 2)),
+    "Pipe": (False, ("fork",), pipe_trip),
     "Value": ("shared", ("fork",), lambda pool: pool.map(value_loop, [LOCK_OPS] * WORKERS, chunksize=1)),
 }
 
@@ -244,6 +306,10 @@ def run(name, method, reps, min_time):
     print(f"{label} {sec:.9g}", flush=True)
     if "shm" in _shared:
         _shared.pop("shm").unlink()
+    if "pipe" in _shared:
+        a, p = _shared.pop("pipe")
+        a.close()
+        p.join()
 
 
 def check(method):
@@ -251,6 +317,9 @@ def check(method):
     ctx = multiprocessing.get_context(method)
     got = {"Spawn": spawn_once(ctx, 41), "PoolStart": pool_start_once(ctx, 41)}
     want = {"Spawn": 42, "PoolStart": 42}
+    got["Queue"], want["Queue"] = queue_once(ctx, 1, 1), sum_below(QUEUE_MSGS)
+    got["QueueMany"], want["QueueMany"] = queue_once(ctx, 2, 2), 2 * sum_below(QUEUE_MSGS // 2)
+    got["Pipe"], want["Pipe"] = pipe_trip(ctx), 2
     pool = warm_pool(ctx)
     try:
         got["Map"] = do_map(pool, 10_000)
