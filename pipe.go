@@ -79,7 +79,7 @@ func (c *Conn[T]) setEnd(i int) {
 	c.send, c.recv = rings[i], rings[1-i]
 }
 
-func (c *Conn[T]) holder(end int) *uint32  { return shmem.Word(c.h.mem, pipeHolder+4*end) }
+func (c *Conn[T]) holder(end int) *uint32   { return shmem.Word(c.h.mem, pipeHolder+4*end) }
 func (c *Conn[T]) isClosed(end int) *uint32 { return shmem.Word(c.h.mem, pipeClosed+4*end) }
 
 // MarshalCBOR encodes a Pipe end for mp to pass to another process; an

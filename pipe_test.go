@@ -53,7 +53,7 @@ func TestPipe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Close() // the child holds it now
+	b.Close()                           // the child holds it now
 	big := strings.Repeat("x", 200<<10) // streams through the 64 KiB ring
 	for _, v := range []string{"one", big, "three"} {
 		if err := a.Send(v); err != nil {
