@@ -27,6 +27,7 @@ type Conn[T any] struct {
 	sock       *sockConn // an end from Listen or Dial
 	closed     atomic.Bool
 	checked    atomic.Int64 // when Send last saw the peer alive (unix ns)
+	peerLost   atomic.Bool  // Recv saw the peer closed or dead
 }
 
 // The words of a Pipe's segment after its two rings' headers: which
@@ -164,6 +165,9 @@ func (c *Conn[T]) Send(v T) error {
 	// Whether the peer lives is asked at most every deadPoll (it reads
 	// /proc): a value sent just after the peer died is lost, as one
 	// written to a socket is.
+	if c.peerLost.Load() {
+		return fmt.Errorf("mp: Conn.Send: %w", errPeerGone)
+	}
 	if now := time.Now().UnixNano(); now-c.checked.Load() > int64(deadPoll) {
 		if err := gone(); err != nil {
 			return fmt.Errorf("mp: Conn.Send: %w", err)
@@ -192,6 +196,9 @@ func (c *Conn[T]) Recv(ctx context.Context) (T, error) {
 		return sockRecv[T](c.sock, ctx)
 	}
 	b, err := c.recv.get(ctx, nil, c.peerGone(io.EOF))
+	if err == io.EOF {
+		c.peerLost.Store(true)
+	}
 	if err != nil {
 		return zero, err
 	}

@@ -228,7 +228,7 @@ func (q *Queue[T]) All(ctx context.Context) iter.Seq2[T, error] {
 }
 
 // Len returns how many values the queue holds now.
-func (q *Queue[T]) Len() int { return int(atomic.LoadUint32(q.r.w(rCount))) }
+func (q *Queue[T]) Len() int { return q.r.len() }
 
 // Close closes the queue, for every process: Put fails from then on, and
 // consumers get what is left, then ErrQueueClosed. Close is idempotent.

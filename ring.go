@@ -3,7 +3,6 @@ package mp
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -36,25 +35,33 @@ type ring struct {
 	mask uint64
 }
 
-// The words of a ring's header: the producers' side, then the consumers'
-// on its own cache line.
+// The words of a ring's header, on three cache lines: the producers'
+// (written by the holder of the put lock), the consumers' (by the holder
+// of the get lock), and what both sides change rarely. Each side keeps a
+// copy of the other's counter, read again only when its copy says it must
+// wait, so that the lines cross between processors as little as they can.
 const (
 	rPutLock    = 0  // the put lock
 	rDataSeq    = 4  // advanced with each record published: consumers wait on it
 	rTail       = 8  // bytes published (uint64)
-	rPutWaiters = 16 // producers waiting for room
+	rGetWaiters = 16 // consumers waiting for a record
 	rSender     = 20 // the process that last put (a Pipe end's peer)
-	rCount      = 24 // whole messages in the ring
-	rClosed     = 28 // 1 once closed
+	rHeadSeen   = 24 // the producers' copy of rHead (uint64)
+	rPut        = 32 // messages put (uint64)
+
 	rGetLock    = 64
 	rSpaceSeq   = 68 // advanced with each record consumed: producers wait on it
 	rHead       = 72 // bytes consumed (uint64)
-	rGetWaiters = 80 // consumers waiting for a record
-	rUnfinished = 96 // messages put and not yet TaskDone
-	rMaxLen     = 100
-	rMaxMessage = 104
+	rPutWaiters = 80 // producers waiting for room
+	rTailSeen   = 88 // the consumers' copy of rTail (uint64)
+	rGot        = 96 // messages got (uint64)
 
-	ringHeader = 128
+	rClosed     = 128 // 1 once closed
+	rUnfinished = 132 // messages put and not yet TaskDone
+	rMaxLen     = 136
+	rMaxMessage = 140
+
+	ringHeader = 192
 )
 
 // Record flags.
@@ -67,10 +74,32 @@ const (
 // errRingClosed is returned by put and get on a closed ring.
 var errRingClosed = errors.New("closed")
 
-// ringSpin is how many times a side looks again, yielding in between,
-// before it sleeps: a ping-pong between two processes then needs no
-// system call.
-const ringSpin = 64
+// ringSpin marks a wait past its spinning phase.
+const ringSpin = 1
+
+// ringSpinTime is how long a side busy-waits for the other before it
+// sleeps on a futex: a ping-pong between two processes, or a producer a
+// little slower than its consumer, then needs no system call. (Yielding
+// instead would have the scheduler wake other threads, at a system call
+// each.)
+const ringSpinTime = 20 * time.Microsecond
+
+// spinWait busy-waits, for at most ringSpinTime, for the word at off to
+// change from seen.
+func (r ring) spinWait(off int, seen uint32) {
+	w := r.w(off)
+	var deadline time.Time
+	for i := 0; atomic.LoadUint32(w) == seen; i++ {
+		if i%64 != 63 {
+			continue
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(ringSpinTime)
+		} else if time.Now().After(deadline) {
+			return
+		}
+	}
+}
 
 func newRing(hdr, data []byte) ring {
 	return ring{hdr: hdr, data: data, mask: uint64(len(data) - 1)}
@@ -140,19 +169,28 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 	}
 	capacity := uint64(len(r.data))
 	tail := atomic.LoadUint64(r.u64(rTail))
+	head := atomic.LoadUint64(r.u64(rHeadSeen))
 	small := 8+pad8(len(b)) <= capacity/2
-	maxLen := atomic.LoadUint32(r.w(rMaxLen))
+	maxLen := uint64(atomic.LoadUint32(r.w(rMaxLen)))
 	first := true
 	for spin := 0; ; {
-		seen := atomic.LoadUint32(r.w(rSpaceSeq))
-		free := capacity - (tail - atomic.LoadUint64(r.u64(rHead)))
 		// A fragment waits for a quarter of the ring, not to trickle
 		// through in records of a few bytes.
-		room := free >= 8+pad8(len(b)) || !small && free >= capacity/4
-		if first && maxLen > 0 && atomic.LoadUint32(r.w(rCount)) >= maxLen {
-			room = false
+		hasRoom := func() bool {
+			free := capacity - (tail - head)
+			if first && maxLen > 0 && atomic.LoadUint64(r.u64(rPut))-atomic.LoadUint64(r.u64(rGot)) >= maxLen {
+				return false
+			}
+			return free >= 8+pad8(len(b)) || !small && free >= capacity/4
 		}
-		if !room {
+		if !hasRoom() {
+			seen := atomic.LoadUint32(r.w(rSpaceSeq))
+			head = atomic.LoadUint64(r.u64(rHead))
+			atomic.StoreUint64(r.u64(rHeadSeen), head)
+			if hasRoom() {
+				continue
+			}
+			free := capacity - (tail - head)
 			err := ctx.Err()
 			if err == nil && r.closed() {
 				err = errRingClosed
@@ -172,14 +210,16 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 				}
 				return context.Cause(ctx)
 			}
-			if spin++; spin < ringSpin {
-				runtime.Gosched()
+			if spin < ringSpin {
+				spin = ringSpin
+				r.spinWait(rSpaceSeq, seen)
 			} else {
 				r.wait(ctx, rSpaceSeq, rPutWaiters, seen)
 			}
 			continue
 		}
 		spin = 0
+		free := capacity - (tail - head)
 		n := min(len(b), int((free-8)&^7))
 		flags := uint32(0)
 		if first {
@@ -192,7 +232,7 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 		tail += 8 + pad8(n)
 		if flags&recLast != 0 {
 			atomic.AddUint32(r.w(rUnfinished), 1)
-			atomic.AddUint32(r.w(rCount), 1)
+			atomic.AddUint64(r.u64(rPut), 1)
 		}
 		atomic.StoreUint64(r.u64(rTail), tail)
 		r.wake(rDataSeq, rGetWaiters)
@@ -203,12 +243,12 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 	}
 }
 
-// record writes a record at tail, not yet published.
+// record writes a record at tail, not yet published. Its header never
+// wraps: records start at multiples of 8, and the ring is a multiple of 8.
 func (r ring) record(tail uint64, flags uint32, payload []byte) {
-	var h [8]byte
-	*(*uint32)(unsafe.Pointer(&h[0])) = uint32(len(payload))
-	*(*uint32)(unsafe.Pointer(&h[4])) = flags
-	r.copyIn(tail, h[:])
+	i := tail & r.mask
+	*(*uint32)(unsafe.Pointer(&r.data[i])) = uint32(len(payload))
+	*(*uint32)(unsafe.Pointer(&r.data[i+4])) = flags
 	r.copyIn(tail+8, payload)
 }
 
@@ -223,13 +263,22 @@ func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byt
 	}
 	defer unlockWord(r.w(rGetLock))
 	head := atomic.LoadUint64(r.u64(rHead))
+	tail := atomic.LoadUint64(r.u64(rTailSeen))
 	msg, in := buf[:0], false
 	for spin := 0; ; {
-		seen := atomic.LoadUint32(r.w(rDataSeq))
-		if head == atomic.LoadUint64(r.u64(rTail)) {
+		if head == tail {
+			seen := atomic.LoadUint32(r.w(rDataSeq))
+			tail = atomic.LoadUint64(r.u64(rTail))
+			atomic.StoreUint64(r.u64(rTailSeen), tail)
+			if head != tail {
+				continue
+			}
+			if in && spin >= ringSpin && !r.producing() {
+				msg, in = msg[:0], false // its producer gave up or died
+			}
 			var err error
 			switch {
-			case in && (spin < ringSpin || r.producing()):
+			case in:
 				// the rest of this message is coming
 			case ctx.Err() != nil:
 				err = context.Cause(ctx)
@@ -241,22 +290,25 @@ func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byt
 			if err != nil {
 				return nil, err
 			}
-			if spin++; spin < ringSpin {
-				runtime.Gosched()
+			if spin < ringSpin {
+				spin = ringSpin
+				r.spinWait(rDataSeq, seen)
 			} else {
 				r.wait(ctx, rDataSeq, rGetWaiters, seen)
 			}
 			continue
 		}
 		spin = 0
-		var h [8]byte
-		r.copyOut(h[:0], head, 8)
-		n := int(*(*uint32)(unsafe.Pointer(&h[0])))
-		flags := *(*uint32)(unsafe.Pointer(&h[4]))
+		i := head & r.mask
+		n := int(*(*uint32)(unsafe.Pointer(&r.data[i])))
+		flags := *(*uint32)(unsafe.Pointer(&r.data[i+4]))
 		switch {
 		case flags&recAbort != 0:
 			msg, in = msg[:0], false
 		case flags&recFirst != 0:
+			if flags&recLast != 0 && cap(msg) < n {
+				msg = make([]byte, 0, n)
+			}
 			msg, in = r.copyOut(msg[:0], head+8, n), true
 		case in:
 			msg = r.copyOut(msg, head+8, n)
@@ -264,7 +316,7 @@ func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byt
 		head += 8 + pad8(n)
 		done := in && flags&recLast != 0
 		if done {
-			atomic.AddUint32(r.w(rCount), ^uint32(0))
+			atomic.AddUint64(r.u64(rGot), 1)
 		}
 		atomic.StoreUint64(r.u64(rHead), head)
 		r.wake(rSpaceSeq, rPutWaiters)
@@ -286,6 +338,12 @@ func (r ring) close() {
 	atomic.StoreUint32(r.w(rClosed), 1)
 	r.wake(rDataSeq, rGetWaiters)
 	r.wake(rSpaceSeq, rPutWaiters)
+}
+
+// len returns how many whole messages the ring holds.
+func (r ring) len() int {
+	got := atomic.LoadUint64(r.u64(rGot))
+	return int(atomic.LoadUint64(r.u64(rPut)) - got)
 }
 
 // empty reports whether no record waits to be read.

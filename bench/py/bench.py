@@ -309,6 +309,7 @@ def run(name, method, reps, min_time):
     if "pipe" in _shared:
         a, p = _shared.pop("pipe")
         a.close()
+        p.terminate()  # a forked child holds a copy of a: it sees no EOF
         p.join()
 
 
