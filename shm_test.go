@@ -17,7 +17,8 @@ import (
 // shmJob is what the shared memory tests pass: a block and a part of it.
 type shmJob struct {
 	Mem        *mp.SharedMemory
-	L          *mp.Lock // taken and released, if not nil
+	L          *mp.Lock       // taken and released, if not nil
+	Q          *mp.Queue[int] // a value put and got, if not nil
 	Lo, Hi     int
 	Write      byte // written at Lo if not 0
 	ReportUsed bool // return the worker's descriptors and memfd mappings
@@ -30,6 +31,14 @@ var (
 				return 0, err
 			}
 			if err := j.L.Unlock(); err != nil {
+				return 0, err
+			}
+		}
+		if j.Q != nil {
+			if err := j.Q.Put(ctx, 1); err != nil {
+				return 0, err
+			}
+			if _, err := j.Q.Get(ctx); err != nil {
 				return 0, err
 			}
 		}

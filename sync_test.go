@@ -448,9 +448,9 @@ func TestArray(t *testing.T) {
 }
 
 func TestHandlesManyApply(t *testing.T) {
-	// The same Lock and SharedMemory in 100,000 Apply calls: each worker
-	// maps each once, and no descriptor or mapping accumulates in the
-	// workers or in the parent.
+	// The same Lock, SharedMemory and Queue in 100,000 Apply calls: each
+	// worker maps each once, and no descriptor or mapping accumulates in
+	// the workers or in the parent.
 	t.Parallel()
 	m, err := mp.CreateSharedMemory("", 4096)
 	if err != nil {
@@ -462,10 +462,14 @@ func TestHandlesManyApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	q, err := mp.NewQueue[int](mp.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := newPool(t, mp.PoolOptions{Workers: 2})
 	ctx := bounded(t, 300*time.Second)
 	const calls, callers = 100_000, 8
-	report := shmJob{Mem: m, L: l, Hi: 1, ReportUsed: true}
+	report := shmJob{Mem: m, L: l, Q: q, Hi: 1, ReportUsed: true}
 	first := map[int]int{} // by worker pid: its count at the start
 	check := func(i int) {
 		for range 2 { // likely each worker once
@@ -488,7 +492,7 @@ func TestHandlesManyApply(t *testing.T) {
 	for c := range callers {
 		wg.Go(func() {
 			for i := c; i < calls; i += callers {
-				if _, err := mp.Apply(ctx, p, shmSum, shmJob{Mem: m, L: l, Hi: 1}); err != nil {
+				if _, err := mp.Apply(ctx, p, shmSum, shmJob{Mem: m, L: l, Q: q, Hi: 1}); err != nil {
 					errs <- err
 					return
 				}
@@ -502,8 +506,8 @@ func TestHandlesManyApply(t *testing.T) {
 	}
 	check(calls)
 	for pid, n := range first {
-		if n/1000 != 2 {
-			t.Errorf("worker %d has %d mappings of shared memory, want 2 (the block and the lock)", pid, n/1000)
+		if n/1000 != 3 {
+			t.Errorf("worker %d has %d mappings of shared memory, want 3 (the block, the lock and the queue)", pid, n/1000)
 		}
 	}
 	if n := len(openFDs(t)); n > parentFDs {
