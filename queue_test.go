@@ -309,3 +309,54 @@ func TestQueueBadInput(t *testing.T) {
 		t.Error("a queue of MaxLen -1 was made")
 	}
 }
+
+func TestQueueManyAtOnce(t *testing.T) {
+	// Six producers and six consumers on one small ring, values of every
+	// size from a few bytes to three times the ring, so that records wrap
+	// and large values stream while others wait: each value arrives once,
+	// whole, in its producer's order.
+	t.Parallel()
+	q, err := mp.NewQueue[string](mp.QueueOptions{BufferSize: 4 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := bounded(t, 120*time.Second)
+	const producers, consumers, n = 6, 6, 150
+	var cons []*mp.Process[[]string]
+	for range consumers {
+		c, err := mp.Spawn(ctx, queueConsume, queueJob{Q: q}, mp.WorkerOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons = append(cons, c)
+	}
+	var prods []*mp.Process[int]
+	for i := range producers {
+		p, err := mp.Spawn(ctx, queueProduce, queueJob{Q: q, From: fmt.Sprint("p", i), N: n, Size: i * 2500}, mp.WorkerOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prods = append(prods, p)
+	}
+	for _, p := range prods {
+		if _, err := p.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Close()
+	total := map[string]int{}
+	for _, c := range cons {
+		part, err := c.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for from, k := range checkStreams(t, part) {
+			total[from] += k
+		}
+	}
+	for i := range producers {
+		if from := fmt.Sprint("p", i); total[from] != n {
+			t.Errorf("from %s: %d values arrived, want %d", from, total[from], n)
+		}
+	}
+}
