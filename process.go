@@ -20,7 +20,8 @@ import (
 type Process[R any] struct {
 	wc      *workerConn
 	fn      string
-	done    chan struct{} // closed once result and err are set
+	done    chan struct{} // closed once the process has exited, and result and err are set
+	settled chan struct{} // closed once result and err are set: at the result, or at done
 	result  R
 	err     error
 	stop    func() bool // stops the ctx watch
@@ -32,7 +33,8 @@ type Process[R any] struct {
 var spawnCount atomic.Int64
 
 // Spawn starts a new process that runs f(ctx, arg) and exits. It returns
-// once the process has started; use [Process.Wait] for the result.
+// once the process has started; use [Process.Wait] (or [Process.Result],
+// which does not wait for the exit) for the result.
 //
 // The argument is encoded before anything starts, so an argument that
 // cannot be encoded, or a function that is not registered, is an error
@@ -103,7 +105,7 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 			return nil, err
 		}
 	}
-	p := &Process[R]{wc: wc, fn: f.name, done: make(chan struct{}), handles: handles}
+	p := &Process[R]{wc: wc, fn: f.name, done: make(chan struct{}), settled: make(chan struct{}), handles: handles}
 	p.stop = context.AfterFunc(ctx, func() {
 		cause := context.Cause(ctx)
 		p.killed.Store(&cause)
@@ -123,6 +125,12 @@ func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) 
 // completes the handshake, and waits for the result and the exit.
 func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 	defer close(p.done)
+	settled := false
+	defer func() {
+		if !settled {
+			close(p.settled)
+		}
+	}()
 	defer p.stop()
 	defer releaseAll(p.handles)
 	wc := p.wc
@@ -157,18 +165,23 @@ func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 		wc.exitError("")
 		return
 	}
+	if err == nil {
+		// The outcome is known: Result returns it now, while the process
+		// exits (which takes the kernel a few milliseconds more).
+		values, errs := decodeResult[R](res)
+		p.result = values[0]
+		if errs != nil {
+			p.err = errs[0]
+			if errors.Is(p.err, wire.ErrMalformed) {
+				p.err = callError(p.fn, p.err) // not the function's error: say whose result
+			}
+		}
+		settled = true
+		close(p.settled)
+	}
 	exit := wc.exitError("")
 	if err != nil {
 		p.err = p.withCause(exit)
-		return
-	}
-	values, errs := decodeResult[R](res)
-	p.result = values[0]
-	if errs != nil {
-		p.err = errs[0]
-		if errors.Is(p.err, wire.ErrMalformed) {
-			p.err = callError(p.fn, p.err) // not the function's error: say whose result
-		}
 	}
 }
 
@@ -287,6 +300,26 @@ func (p *Process[R]) Wait(ctx context.Context) (R, error) {
 	}
 	select {
 	case <-p.done:
+		return p.result, p.err
+	case <-ctx.Done():
+		var zero R
+		return zero, context.Cause(ctx)
+	}
+}
+
+// Result waits for the function's result, as Wait does, but returns it as
+// soon as the process has sent it, without waiting for the process to
+// exit (an exit takes the kernel a few milliseconds). If the process dies
+// before it sends a result, Result returns what Wait does, once it has
+// exited. If ctx ends first, Result returns ctx's error and leaves the
+// process running.
+func (p *Process[R]) Result(ctx context.Context) (R, error) {
+	if ctx == nil {
+		var zero R
+		return zero, nilContext("Process.Result")
+	}
+	select {
+	case <-p.settled:
 		return p.result, p.err
 	case <-ctx.Done():
 		var zero R

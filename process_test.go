@@ -231,6 +231,9 @@ func TestHelperWarmSpare(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if got, err := p.Result(ctx); err != nil || got != i*i {
+			t.Fatalf("Spawn: Result %d, %v", got, err)
+		}
 		if got, err := p.Wait(ctx); err != nil || got != i*i {
 			t.Fatalf("Spawn: got %d, %v", got, err)
 		}
@@ -257,5 +260,49 @@ func TestSpawnWarmSpare(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil || !slices.Contains(out, "spare ok") {
 		t.Errorf("helper: %v\n%s", err, strings.Join(out, "\n"))
+	}
+}
+
+func TestProcessResult(t *testing.T) {
+	// Result gives what Wait gives: the value, the function's error, or how
+	// the process died without one.
+	t.Parallel()
+	ctx := bounded(t, 30*time.Second)
+	// (A warm spare's path is tested in TestSpawnWarmSpare's helper: a
+	// spare is a child that would outlive this test.)
+	p, err := mp.Spawn(ctx, procSquare, 7, mp.WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := p.Result(ctx)
+	if v != 49 || err != nil {
+		t.Errorf("Result: %d, %v", v, err)
+	}
+	if w, werr := p.Wait(ctx); w != v || werr != err {
+		t.Errorf("Wait after Result: %d, %v", w, werr)
+	}
+	p, err = mp.Spawn(ctx, procExit, 3, mp.WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Result(ctx)
+	var exit *mp.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Errorf("Result of a process that exited: got %v, want an *ExitError with code 3", err)
+	}
+	p, err = mp.Spawn(ctx, procFail, "no", mp.WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Result(ctx); err == nil || !strings.Contains(err.Error(), "no") {
+		t.Errorf("Result of a function that failed: got %v", err)
+	}
+	if _, err := p.Result(nil); err == nil {
+		t.Error("Result with a nil ctx")
+	}
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		t.Fatal("the process never exited")
 	}
 }
