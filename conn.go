@@ -95,7 +95,7 @@ type workerConn struct {
 // startWorker starts a worker process and sends it our hello. The caller
 // must call handshake before it reads anything else, and close when done.
 func startWorker(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
-	wc, err := startProcess(o, hello)
+	wc, err := startProcess(o, hello, false)
 	if err != nil {
 		return nil, err
 	}
@@ -108,10 +108,10 @@ func startWorker(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
 
 // startProcess starts a worker process and sends it nothing yet: it waits
 // for our hello (see setHello) after it sent its own.
-func startProcess(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
+func startProcess(o WorkerOptions, hello wire.Hello, spare bool) (*workerConn, error) {
 	child, err := spawn.Start(spawn.Config{
 		Env: o.Env, Dir: o.Dir, Stdout: o.Stdout, Stderr: o.Stderr, WaitDelay: o.WaitDelay,
-		Name: hello.Name,
+		Name: hello.Name, Spare: spare,
 	})
 	if err != nil {
 		return nil, &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}

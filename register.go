@@ -258,6 +258,7 @@ func Main() {
 		Lookup:      lookupHandler,
 		Describe:    describeError,
 		OnHello:     func(h wire.Hello) { workerName.Store(&h.Name) },
+		Warm:        warmUp.name,
 
 		NotRegistered: ErrNotRegistered,
 		TaskTimeout:   ErrTaskTimeout,

@@ -1,6 +1,7 @@
 package mp
 
 import (
+	"context"
 	"sync"
 
 	"github.com/go-mp/mp/internal/wire"
@@ -42,6 +43,10 @@ func takeSpare() *workerConn {
 	}
 }
 
+// warmUp is what a spare runs while it waits to be taken: the path of
+// every task, so that its first real one is not slowed by its first use.
+var warmUp = Register("mp.warm-up", func(ctx context.Context, x int) (int, error) { return x + 1, nil })
+
 // refillSpare starts a spare in the background, unless one is ready or
 // starting. A spare that fails to start is dropped: the next Spawn starts
 // its process itself, and reports what goes wrong.
@@ -56,7 +61,7 @@ func refillSpare(fingerprint string, o WorkerOptions) {
 	go func() {
 		hello := wire.NewHello(fingerprint)
 		hello.Name = "Process"
-		wc, err := startProcess(o, hello)
+		wc, err := startProcess(o, hello, true)
 		if err == nil {
 			err = wc.handshake(o.startTimeout())
 		}

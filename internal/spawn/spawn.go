@@ -51,7 +51,14 @@ type Config struct {
 	Stderr    io.Writer // nil means os.Stderr
 	WaitDelay time.Duration
 	Name      string // the worker's name, shown in ps after argv[0]
+	Spare     bool   // started ahead of need: it may warm up while it waits
 }
+
+// EnvSpare marks a worker started as a spare (Config.Spare).
+const EnvSpare = "MP_WORKER_SPARE"
+
+// IsSpare is set by Self in a worker started as a spare.
+var IsSpare bool
 
 // workerMark is what a worker's argv[0] and command name end with, so that
 // ps and top tell workers from their parent.
@@ -105,6 +112,9 @@ func Start(cfg Config) (*Child, error) {
 	cmd.Args = []string{os.Args[0] + " [mp " + name + "]"}
 	cmd.Env = append(os.Environ(), cfg.Env...)
 	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=v1,%d,%d", EnvMarker, childFD, os.Getpid()))
+	if cfg.Spare {
+		cmd.Env = append(cmd.Env, EnvSpare+"=1")
+	}
 	cmd.Env = append(cmd.Env, workerEnv(cmd.Env)...)
 	cmd.Dir = cfg.Dir
 	cmd.ExtraFiles = []*os.File{childEnd}
@@ -234,6 +244,8 @@ func Self() (*net.UnixConn, error) {
 		return nil, nil
 	}
 	os.Unsetenv(EnvMarker)
+	_, IsSpare = os.LookupEnv(EnvSpare)
+	os.Unsetenv(EnvSpare)
 	setCommandName(commandName(os.Args[0]))
 	parts := strings.Split(v, ",")
 	if len(parts) != 3 || parts[0] != "v1" {

@@ -44,6 +44,10 @@ type Config struct {
 	OnFDs func(ids []uint64, fds []int)
 	// OnForget drops handles the parent has closed.
 	OnForget func(ids []uint64)
+	// Warm names a registered function of an int, run once with 0 by a
+	// spare worker while it waits for its parent's hello, so that the
+	// first task does not pay for code and data touched the first time.
+	Warm string
 	// TaskTimeout is the error wrapped around an item's error when the item
 	// failed with context.DeadlineExceeded because its own timeout (the
 	// pool's TaskTimeout) passed, not its call's deadline.
@@ -98,6 +102,9 @@ func Serve(conn net.Conn, cfg Config) int {
 	if err := s.w.Write(wire.KindHello, 0, wire.MarshalHello(me)); err != nil {
 		return ExitOK // the parent is already gone
 	}
+	if spawn.IsSpare && cfg.Warm != "" {
+		s.warm()
+	}
 	var r *wire.Reader
 	if uc, ok := conn.(*net.UnixConn); ok {
 		s.fds = wire.NewFDReader(uc)
@@ -125,10 +132,31 @@ func Serve(conn net.Conn, cfg Config) int {
 	if cfg.OnHello != nil {
 		cfg.OnHello(s.hello)
 	}
+	if s.hello.OneShot {
+		// Its one task is read here, and runs on this goroutine without a
+		// hand-off from the reader's: a fresh process pays for every
+		// goroutine it wakes. (No other goroutine reads the queue yet.)
+		for len(s.queue) == 0 {
+			s.handle(s.readFrame(r))
+		}
+	}
 	s.replies = make(chan struct{}, 1)
 	go s.reply()
 	go s.read(r)
 	return s.run()
+}
+
+// warm runs cfg.Warm once, as a task would run, and throws the result away.
+func (s *server) warm() {
+	args, err := wire.Marshal(0)
+	if err != nil {
+		return
+	}
+	t := &task{body: wire.Task{Func: s.cfg.Warm, N: 1, Args: args}}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	res := s.execute(t)
+	t.cancel()
+	wire.AppendResultHeader(nil, res)
 }
 
 // exit ends the worker process with code, and takes its descendants with
@@ -162,49 +190,60 @@ func dieWithParent() {
 // middle of a task, so read exits the process itself.
 func (s *server) read(r *wire.Reader) {
 	for {
-		f, err := r.Read()
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				fmt.Fprintf(os.Stderr, "mp: worker %d: reading from parent: %v\n", os.Getpid(), err)
-			}
-			exit(ExitOK)
+		s.handle(s.readFrame(r))
+	}
+}
+
+// readFrame reads the next frame from the parent, and exits the process
+// if there is none.
+func (s *server) readFrame(r *wire.Reader) wire.Frame {
+	f, err := r.Read()
+	if err != nil {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			fmt.Fprintf(os.Stderr, "mp: worker %d: reading from parent: %v\n", os.Getpid(), err)
 		}
-		switch f.Kind {
-		case wire.KindTask:
-			body, err := wire.ParseTask(f.Payload)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
-				exit(ExitProtocol)
-			}
-			s.mu.Lock()
-			s.queue = append(s.queue, &task{id: f.ID, body: body})
-			s.mu.Unlock()
-			select {
-			case s.ready <- struct{}{}:
-			default:
-			}
-		case wire.KindFDs:
-			if err := s.receiveFDs(f.Payload); err != nil {
-				fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
-				exit(ExitProtocol)
-			}
-		case wire.KindForget:
-			ids, err := wire.ParseFDs(f.Payload)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
-				exit(ExitProtocol)
-			}
-			if s.cfg.OnForget != nil {
-				s.cfg.OnForget(ids)
-			}
-		case wire.KindCancel:
-			s.cancel(f.ID, true)
-		case wire.KindRevoke:
-			s.cancel(f.ID, false)
-		default:
-			fmt.Fprintf(os.Stderr, "mp: worker %d: unexpected %v frame\n", os.Getpid(), f.Kind)
+		exit(ExitOK)
+	}
+	return f
+}
+
+// handle acts on a frame from the parent.
+func (s *server) handle(f wire.Frame) {
+	switch f.Kind {
+	case wire.KindTask:
+		body, err := wire.ParseTask(f.Payload)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
 			exit(ExitProtocol)
 		}
+		s.mu.Lock()
+		s.queue = append(s.queue, &task{id: f.ID, body: body})
+		s.mu.Unlock()
+		select {
+		case s.ready <- struct{}{}:
+		default:
+		}
+	case wire.KindFDs:
+		if err := s.receiveFDs(f.Payload); err != nil {
+			fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
+			exit(ExitProtocol)
+		}
+	case wire.KindForget:
+		ids, err := wire.ParseFDs(f.Payload)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "mp: worker %d: %v\n", os.Getpid(), err)
+			exit(ExitProtocol)
+		}
+		if s.cfg.OnForget != nil {
+			s.cfg.OnForget(ids)
+		}
+	case wire.KindCancel:
+		s.cancel(f.ID, true)
+	case wire.KindRevoke:
+		s.cancel(f.ID, false)
+	default:
+		fmt.Fprintf(os.Stderr, "mp: worker %d: unexpected %v frame\n", os.Getpid(), f.Kind)
+		exit(ExitProtocol)
 	}
 }
 
