@@ -1,0 +1,374 @@
+package mp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-mp/mp/internal/wire"
+)
+
+// A Backend runs a pool's tasks somewhere other than in worker processes
+// of the pool's own: on other machines, through a message broker (package
+// natspool). Give one to NewPool in PoolOptions.Backend, and every call
+// (Map, Imap, Apply, ...) works as with local workers: the pool still cuts
+// the input into tasks, queues them fairly between calls, bounds the queue,
+// orders and collects the results, and reports progress; the backend only
+// carries each task to a worker and its outcome back.
+//
+// The worker that gets a task runs it with [RunTask] on a local pool, so
+// that it has all of a local pool's isolation, and the backend returns
+// what RunTask returned. The pool calls Run and Cancel from any goroutine.
+type Backend interface {
+	// Capacity is how many tasks the backend takes at once: the pool keeps
+	// up to that many running. It is called once, by NewPool.
+	Capacity() int
+	// Run starts t. The backend calls t.Done exactly once, from any
+	// goroutine, with what RunTask returned on the worker, or with an
+	// error if the task could not be run (its workers were lost, say).
+	Run(t *Task)
+	// Cancel asks the backend to stop t, which the pool has failed with its
+	// call's cause. t.Done may still follow; the pool ignores it.
+	Cancel(t *Task)
+	// Close stops the backend, once the pool has failed what was running.
+	Close() error
+}
+
+// Task is one task of a pool that has a Backend: a chunk of consecutive
+// items of a call, encoded.
+type Task struct {
+	ID       uint64        // unique among the pool's tasks
+	Func     string        // the registered function
+	Items    int           // how many items Args holds: 1, or a chunk's length
+	Args     []byte        // the items, encoded
+	Attempt  int           // 0 the first time it is run
+	Deadline time.Time     // the call's deadline, if any
+	Timeout  time.Duration // PoolOptions.TaskTimeout, per item; 0 if none
+
+	p    *Pool
+	u    *unit
+	once sync.Once
+}
+
+// Done hands the task's outcome to its pool: result is what RunTask
+// returned on the worker, or err says why there is none. Only the first
+// call counts.
+func (t *Task) Done(result []byte, err error) {
+	t.once.Do(func() { t.p.remoteDone(t, result, err) })
+}
+
+// dispatch hands queued units to the backend, up to its capacity, until
+// the pool closes.
+func (p *Pool) dispatch() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.kick:
+		case <-p.done:
+			return
+		}
+		var run []*Task
+		p.mu.Lock()
+		for len(p.remote) < p.opts.Workers && !p.closing {
+			u := p.popLocked()
+			if u == nil {
+				break
+			}
+			p.nextID++
+			t := &Task{ID: p.nextID, Func: u.c.fn, Items: u.n, Args: u.args, Attempt: u.attempt,
+				Deadline: u.c.deadline, Timeout: u.c.timeout, p: p, u: u}
+			p.remote[t] = u
+			run = append(run, t)
+		}
+		p.mu.Unlock()
+		for _, t := range run {
+			p.opts.Backend.Run(t)
+		}
+	}
+}
+
+// poke wakes the dispatcher.
+func (p *Pool) poke() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// remoteDone releases the unit of t with its outcome, unless the pool
+// released it already (cancelled, or closed).
+func (p *Pool) remoteDone(t *Task, result []byte, err error) {
+	p.mu.Lock()
+	u, ok := p.remote[t]
+	delete(p.remote, t)
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	var res wire.Result
+	if err == nil {
+		res, err = decodeOutcome(result, u.n)
+	}
+	p.release(u, res, err)
+	p.poke()
+}
+
+// dropRemoteLocked takes the tasks of c (of every call, if c is nil) away
+// from the backend, and returns their units, for the caller to release.
+func (p *Pool) dropRemoteLocked(c *call) (units []*unit, tasks []*Task) {
+	for t, u := range p.remote {
+		if c == nil || u.c == c {
+			delete(p.remote, t)
+			units, tasks = append(units, u), append(tasks, t)
+		}
+	}
+	return units, tasks
+}
+
+// The outcome of a task run by RunTask: its result body, or the error of
+// a task that has none (its worker died and it was not retried, it ran
+// past its timeout, its call ended).
+const (
+	outcomeResult = 'R'
+	outcomeError  = 'E'
+)
+
+// outcomeErr is how an error without a result crosses: enough to make the
+// same error types on the other side.
+type outcomeErr struct {
+	Kind     string // "exit", "timeout", "canceled", "deadline" or "other"
+	Msg      string
+	PID      int
+	Code     int // exit code, or -1
+	Signal   string
+	Output   []byte
+	Reason   string
+	Sentinel string
+}
+
+// RunTask runs a task that a Backend carried here on p, this machine's
+// pool, as a local call would, with all of p's isolation (a crash fails
+// only this task, TaskTimeout kills it, and so on), and returns its
+// outcome, encoded for Task.Done on the other side. The error is for a
+// task that could not be started at all (p is closed, or fn is not
+// registered here); the outcome carries the task's own failures.
+func RunTask(ctx context.Context, p *Pool, fn string, items int, args []byte, deadline time.Time, timeout time.Duration) ([]byte, error) {
+	if ctx == nil {
+		return nil, nilContext("RunTask")
+	}
+	if items < 1 {
+		return nil, fmt.Errorf("mp: RunTask: %d items", items)
+	}
+	e := lookup(fn)
+	if e == nil {
+		return nil, fmt.Errorf("%w: %q, on this worker host", ErrNotRegistered, fn)
+	}
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	c := &rawCollector{done: make(chan struct{})}
+	c.fn, c.timeout = fn, timeout
+	c.ctx, c.cancel = context.WithCancelCause(ctx)
+	defer c.cancel(nil)
+	c.deadline, _ = c.ctx.Deadline()
+	c.sink = c
+	c.handles = false
+	c.stopWatch = context.AfterFunc(c.ctx, func() { p.cancelCall(&c.call) })
+	defer c.stopWatch()
+	u := newUnit(&c.call, 0, items, rawEncoder(args, items))
+	u.args = args
+	c.pending = 1
+	if _, err := p.submit(ctx, []*unit{u}, false); err != nil {
+		return nil, err
+	}
+	<-c.done
+	if c.err != nil {
+		return encodeOutcomeErr(c.err), nil
+	}
+	b := append([]byte{outcomeResult}, wire.AppendResultHeader(nil, c.res)...)
+	return append(b, c.res.Values...), nil
+}
+
+// rawEncoder splits a chunk's encoded items, for a chunk whose worker died
+// (see unit.split): it re-encodes a part of the CBOR array.
+func rawEncoder(args []byte, items int) func(off, n int) ([]byte, []*handle, error) {
+	if items == 1 {
+		return func(off, n int) ([]byte, []*handle, error) { return args, nil, nil }
+	}
+	return func(off, n int) ([]byte, []*handle, error) {
+		var all []wire.RawMessage
+		if err := wire.UnmarshalAny(args, &all); err != nil {
+			return nil, nil, err
+		}
+		if off+n > len(all) {
+			return nil, nil, fmt.Errorf("%w: %d items, not %d", wire.ErrMalformed, len(all), items)
+		}
+		if n == 1 {
+			return all[off], nil, nil
+		}
+		b, err := wire.MarshalAny(all[off : off+n])
+		return b, nil, err
+	}
+}
+
+// rawCollector is the sink of RunTask: it gathers the parts of its one
+// unit (a chunk may be split and run again) into one result.
+type rawCollector struct {
+	call
+	mu      sync.Mutex
+	pending int
+	parts   map[int]wire.Result // by first item
+	res     wire.Result
+	err     error
+	done    chan struct{}
+}
+
+func (c *rawCollector) resolve(u *unit, res wire.Result, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending--
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	if err == nil {
+		if c.parts == nil {
+			c.parts = make(map[int]wire.Result)
+		}
+		c.parts[u.index] = res
+	}
+	if c.pending == 0 {
+		if c.err == nil {
+			c.res, c.err = joinParts(c.parts)
+		}
+		close(c.done)
+	}
+}
+
+func (c *rawCollector) grow(units int) {
+	c.mu.Lock()
+	c.pending += units
+	c.mu.Unlock()
+}
+
+func (c *rawCollector) progress(u *unit, k int) {}
+func (c *rawCollector) forget(u *unit)          {}
+
+// joinParts makes one result of the results of consecutive parts of a
+// chunk, by their first item.
+func joinParts(parts map[int]wire.Result) (wire.Result, error) {
+	if len(parts) == 1 {
+		for _, r := range parts {
+			return r, nil
+		}
+	}
+	var out wire.Result
+	var values []wire.RawMessage
+	for i := 0; ; {
+		r, ok := parts[i]
+		if !ok {
+			break
+		}
+		for _, f := range r.Failures {
+			f.Index += i
+			out.Failures = append(out.Failures, f)
+		}
+		switch {
+		case len(r.Failures) == r.N:
+			for range r.N {
+				values = append(values, wire.RawMessage{0xf6}) // null: a zero value
+			}
+		case r.N == 1:
+			values = append(values, wire.RawMessage(r.Values))
+		default:
+			var vs []wire.RawMessage
+			if err := wire.UnmarshalAny(r.Values, &vs); err != nil {
+				return out, err
+			}
+			values = append(values, vs...)
+		}
+		out.N += r.N
+		i += r.N
+	}
+	b, err := wire.MarshalAny(values)
+	out.Values = b
+	return out, err
+}
+
+func encodeOutcomeErr(err error) []byte {
+	o := outcomeErr{Kind: "other", Msg: err.Error(), Code: -1}
+	var exit *ExitError
+	switch {
+	case errors.As(err, &exit):
+		o.Kind, o.PID, o.Code, o.Output, o.Reason = "exit", exit.PID, exit.ExitCode(), exit.Output, exit.Reason
+		if sig := exit.Signal(); sig != nil {
+			o.Signal = sig.String()
+		}
+	case errors.Is(err, ErrTaskTimeout):
+		o.Kind = "timeout"
+	case errors.Is(err, context.DeadlineExceeded):
+		o.Kind = "deadline"
+	case errors.Is(err, context.Canceled):
+		o.Kind = "canceled"
+	default:
+		o.Sentinel = describeError(err).Sentinel
+	}
+	b, _ := wire.MarshalAny(o)
+	return append([]byte{outcomeError}, b...)
+}
+
+// RemoteExitError is matched (errors.As) by the *ExitError of a task whose
+// worker died on a worker host: PID is the pid there, and Host says where.
+
+// decodeOutcome decodes what RunTask returned for a task of n items.
+func decodeOutcome(b []byte, n int) (wire.Result, error) {
+	if len(b) == 0 {
+		return wire.Result{}, fmt.Errorf("%w: an empty task outcome", wire.ErrMalformed)
+	}
+	switch b[0] {
+	case outcomeResult:
+		res, err := wire.ParseResult(b[1:])
+		if err == nil && res.N != n {
+			err = fmt.Errorf("%w: %d results for %d items", wire.ErrMalformed, res.N, n)
+		}
+		return res, err
+	case outcomeError:
+		var o outcomeErr
+		if err := wire.UnmarshalAny(b[1:], &o); err != nil {
+			return wire.Result{}, err
+		}
+		switch o.Kind {
+		case "exit":
+			return wire.Result{}, &ExitError{PID: o.PID, Output: o.Output, Reason: remoteReason(o)}
+		case "timeout":
+			return wire.Result{}, &prefixedError{prefix: "mp: ", err: errors.New(trimPrefixString(o.Msg)), sentinel: ErrTaskTimeout}
+		case "deadline":
+			return wire.Result{}, context.DeadlineExceeded
+		case "canceled":
+			return wire.Result{}, context.Canceled
+		}
+		return wire.Result{}, &RemoteError{Type: "error", Msg: o.Msg, sentinel: o.Sentinel}
+	}
+	return wire.Result{}, fmt.Errorf("%w: a task outcome of kind %q", wire.ErrMalformed, b[0])
+}
+
+func remoteReason(o outcomeErr) string {
+	how := fmt.Sprintf("on a worker host: exited with code %d", o.Code)
+	if o.Signal != "" {
+		how = "on a worker host: killed by signal " + o.Signal
+	}
+	if o.Reason != "" {
+		how += ", " + o.Reason
+	}
+	return how
+}
+
+func trimPrefixString(s string) string {
+	if len(s) > 4 && s[:4] == "mp: " {
+		return s[4:]
+	}
+	return s
+}
