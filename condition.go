@@ -197,11 +197,15 @@ func (b *Barrier) word(off int) *uint32 { return shmem.Word(b.h.mem, off) }
 // outcome is where round r's outcome is kept: 1 if it was broken.
 func (b *Barrier) outcome(r uint32) *byte { return &b.h.mem[barRing+int(r%barRingLen)] }
 
-// critical runs f under the internal lock. Its sections are short; a
-// process that died in one left its word consistent (each is one store).
+// critical runs f under the internal lock. A process that died in the
+// middle of a trip (the count stored, the round not yet advanced) is
+// repaired here: the round is advanced for it.
 func (b *Barrier) critical(f func()) {
-	lockWord(context.Background(), b.word(barLock))
+	err := lockWord(context.Background(), b.word(barLock))
 	defer unlockWord(b.word(barLock))
+	if isOwnerDied(err) && atomic.LoadUint32(b.word(barCount)) >= atomic.LoadUint32(b.word(barParties)) {
+		b.advance(atomic.LoadUint32(b.word(barRound)), false)
+	}
 	f()
 }
 
@@ -228,7 +232,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 		round = atomic.LoadUint32(b.word(barRound))
 		n := atomic.AddUint32(b.word(barCount), 1)
 		idx = int(n - 1)
-		if n == atomic.LoadUint32(b.word(barParties)) { // the last: trip
+		if n >= atomic.LoadUint32(b.word(barParties)) { // the last: trip
 			b.advance(round, false)
 			tripped = true
 		}

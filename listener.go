@@ -45,6 +45,9 @@ type Listener[T any] struct {
 	done  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	shaking map[net.Conn]bool // connections being authenticated
 }
 
 // Listen listens on address ("unix" or "tcp" network, as net.Listen) for
@@ -81,10 +84,20 @@ func (l *Listener[T]) serve() {
 			time.Sleep(10 * time.Millisecond) // out of descriptors, say: try again
 			continue
 		}
+		l.mu.Lock()
+		if l.shaking == nil {
+			l.shaking = make(map[net.Conn]bool)
+		}
+		l.shaking[nc] = true
+		l.mu.Unlock()
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			if err := handshake(nc, l.key, true); err != nil {
+			err := handshake(nc, l.key, true)
+			l.mu.Lock()
+			delete(l.shaking, nc)
+			l.mu.Unlock()
+			if err != nil {
 				nc.Close()
 				return
 			}
@@ -124,6 +137,11 @@ func (l *Listener[T]) Close() error {
 	l.once.Do(func() {
 		close(l.done)
 		err = l.ln.Close()
+		l.mu.Lock()
+		for nc := range l.shaking {
+			nc.Close()
+		}
+		l.mu.Unlock()
 		l.wg.Wait()
 	})
 	return err
@@ -143,10 +161,10 @@ func Dial[T any](ctx context.Context, network, address string, key []byte) (*Con
 	if err != nil {
 		return nil, fmt.Errorf("mp: Dial: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	stop := interrupt(ctx, nc, true)
 	err = handshake(nc, key, false)
-	if !stop() && err != nil {
-		err = context.Cause(ctx)
+	if stop() {
+		err = context.Cause(ctx) // even if it was done: it may have been cut short
 	}
 	if err != nil {
 		nc.Close()
@@ -208,6 +226,33 @@ func handshake(nc net.Conn, key []byte, server bool) error {
 	return nil
 }
 
+// interrupt has a read (or, with all, every operation) on nc fail once ctx
+// ends. Its stop function ends that, and reports whether ctx interrupted;
+// once it returns, nc's deadline is as it was, and no longer touched.
+func interrupt(ctx context.Context, nc net.Conn, all bool) (stop func() bool) {
+	fired := make(chan struct{})
+	after := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		if all {
+			nc.SetDeadline(time.Unix(1, 0))
+		} else {
+			nc.SetReadDeadline(time.Unix(1, 0))
+		}
+	})
+	return func() bool {
+		if after() {
+			return false
+		}
+		<-fired // it ran, or runs: let it finish before the deadline is reset
+		if all {
+			nc.SetDeadline(time.Time{})
+		} else {
+			nc.SetReadDeadline(time.Time{})
+		}
+		return true
+	}
+}
+
 // sockConn is the socket under a Conn from Listen or Dial: values framed
 // by a 4-byte length.
 type sockConn struct {
@@ -245,14 +290,14 @@ func (s *sockConn) send(v any) error {
 func (s *sockConn) recvBytes(ctx context.Context) ([]byte, error) {
 	s.recvMu.Lock()
 	defer s.recvMu.Unlock()
-	stop := context.AfterFunc(ctx, func() { s.nc.SetReadDeadline(time.Unix(1, 0)) })
-	defer func() {
-		if !stop() {
-			s.nc.SetReadDeadline(time.Time{})
-		}
-	}()
+	stop := interrupt(ctx, s.nc, false)
+	defer stop()
 	var hdr [4]byte
-	if _, err := io.ReadFull(s.br, hdr[:]); err != nil {
+	if k, err := io.ReadFull(s.br, hdr[:]); err != nil {
+		if k > 0 {
+			// Part of a header was read: the stream cannot be resumed.
+			s.nc.Close()
+		}
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}

@@ -31,11 +31,12 @@ type Conn[T any] struct {
 }
 
 // The words of a Pipe's segment after its two rings' headers: which
-// process holds each end (0 while it is on its way to one), and whether
-// each end is closed.
+// process holds each end (0 while it is on its way to one), whether each
+// end is closed, and which process last passed each end on.
 const (
 	pipeHolder  = 2 * ringHeader
 	pipeClosed  = pipeHolder + 8
+	pipePasser  = pipeHolder + 16
 	pipeRingLen = 64 << 10
 )
 
@@ -91,7 +92,11 @@ func (c *Conn[T]) MarshalCBOR() ([]byte, error) {
 	}
 	b, err := marshalHandleAux(c.h, c.end)
 	if err == nil {
-		atomic.StoreUint32(c.holder(c.end), 0) // on its way
+		// On its way: held by no one until the process it goes to decodes
+		// it; if that never happens, the process that passed it answers
+		// for it (see peerGone).
+		atomic.StoreUint32(shmem.Word(c.h.mem, pipePasser+4*c.end), myPID)
+		atomic.StoreUint32(c.holder(c.end), 0)
 	}
 	return b, err
 }
@@ -135,7 +140,11 @@ func (c *Conn[T]) peerGone(err error) func() error {
 		if atomic.LoadUint32(c.isClosed(peer)) == 1 {
 			return err
 		}
-		if p := atomic.LoadUint32(c.holder(peer)); p != 0 && p != myPID && !shmem.Alive(int(p)) {
+		p := atomic.LoadUint32(c.holder(peer))
+		if p == 0 { // on its way to a process: the one that passed it answers for it
+			p = atomic.LoadUint32(shmem.Word(c.h.mem, pipePasser+4*peer))
+		}
+		if p != 0 && p != myPID && !shmem.Alive(int(p)) {
 			return err
 		}
 		return nil
@@ -165,7 +174,7 @@ func (c *Conn[T]) Send(v T) error {
 	// Whether the peer lives is asked at most every deadPoll (it reads
 	// /proc): a value sent just after the peer died is lost, as one
 	// written to a socket is.
-	if c.peerLost.Load() {
+	if c.peerLost.Load() || atomic.LoadUint32(c.isClosed(1-c.end)) == 1 {
 		return fmt.Errorf("mp: Conn.Send: %w", errPeerGone)
 	}
 	if now := time.Now().UnixNano(); now-c.checked.Load() > int64(deadPoll) {

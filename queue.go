@@ -228,10 +228,12 @@ func (q *Queue[T]) All(ctx context.Context) iter.Seq2[T, error] {
 }
 
 // Len returns how many values the queue holds now.
-func (q *Queue[T]) Len() int { return q.r.len() }
+func (q *Queue[T]) Len() int { return int(q.r.len()) }
 
-// Close closes the queue, for every process: Put fails from then on, and
-// consumers get what is left, then ErrQueueClosed. Close is idempotent.
+// Close closes the queue for every process that has it (unlike the Close
+// of the other shared objects, which a process calls for itself): Put
+// fails from then on, and consumers get what is left, then
+// ErrQueueClosed. A Put in progress finishes first. Close is idempotent.
 // The queue's memory is freed once no process can reach it.
 func (q *Queue[T]) Close() error {
 	q.r.close()
@@ -242,16 +244,16 @@ func (q *Queue[T]) Close() error {
 // as JoinableQueue.task_done does: Join waits for one TaskDone per value
 // put. It returns an error if called more times than values were put.
 func (q *Queue[T]) TaskDone() error {
-	w := q.r.w(rUnfinished)
+	done := q.r.u64(rTasksDone)
 	for {
-		n := atomic.LoadUint32(w)
-		if n == 0 {
+		n := atomic.LoadUint64(done)
+		if n >= atomic.LoadUint64(q.r.u64(rPut)) {
 			return errors.New("mp: Queue.TaskDone called more times than values were put")
 		}
-		if atomic.CompareAndSwapUint32(w, n, n-1) {
-			if n == 1 {
-				shmem.Wake(w, 1<<30)
-			}
+		if atomic.CompareAndSwapUint64(done, n, n+1) {
+			seq := q.r.w(rDoneSeq)
+			atomic.AddUint32(seq, 1)
+			shmem.Wake(seq, 1<<30)
 			return nil
 		}
 	}
@@ -264,10 +266,10 @@ func (q *Queue[T]) Join(ctx context.Context) error {
 	if ctx == nil {
 		return nilContext("Queue.Join")
 	}
-	w := q.r.w(rUnfinished)
+	seq := q.r.w(rDoneSeq)
 	for {
-		n := atomic.LoadUint32(w)
-		if n == 0 {
+		seen := atomic.LoadUint32(seq)
+		if atomic.LoadUint64(q.r.u64(rTasksDone)) >= atomic.LoadUint64(q.r.u64(rPut)) {
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -277,6 +279,6 @@ func (q *Queue[T]) Join(ctx context.Context) error {
 		if dl, ok := ctx.Deadline(); ok {
 			d = min(d, max(time.Until(dl), time.Millisecond))
 		}
-		shmem.Wait(w, n, d)
+		shmem.Wait(seq, seen, d)
 	}
 }

@@ -192,13 +192,14 @@ func TestQueueProducerKilled(t *testing.T) {
 		t.Errorf("the live producer's messages: %d arrived, want %d", total["a"], n)
 	}
 	t.Logf("%d messages of the killed producer arrived", total["k"])
+	checkDrained(t, ctx, q)
 }
 
 func TestQueueConsumerKilled(t *testing.T) {
 	// A consumer SIGKILLed while it gets: the other goes on, and at most
 	// the one message the dead one was taking is lost.
 	t.Parallel()
-	q, err := mp.NewQueue[string](mp.QueueOptions{BufferSize: 64 << 10})
+	q, err := mp.NewQueue[string](mp.QueueOptions{BufferSize: 64 << 10, MaxLen: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +239,7 @@ func TestQueueConsumerKilled(t *testing.T) {
 	if lost := n - len(part) - int(got.Load()); lost < 0 || lost > 1 {
 		t.Errorf("%d messages lost (%d got by the live consumer, %d by the dead one), want at most 1", lost, len(part), got.Load())
 	}
+	checkDrained(t, ctx, q)
 }
 
 func TestQueueBadInput(t *testing.T) {
@@ -358,5 +360,18 @@ func TestQueueManyAtOnce(t *testing.T) {
 		if from := fmt.Sprint("p", i); total[from] != n {
 			t.Errorf("from %s: %d values arrived, want %d", from, total[from], n)
 		}
+	}
+}
+
+// checkDrained checks that a closed queue whose values were all taken, by
+// consumers of which some were killed, counts none left, and that a new
+// queue state works: its MaxLen, if any, is whole.
+func checkDrained(t *testing.T, ctx context.Context, q *mp.Queue[string]) {
+	t.Helper()
+	if n := q.Len(); n != 0 {
+		t.Errorf("Len of a drained queue after a kill: %d", n)
+	}
+	if _, err := q.TryGet(); !errors.Is(err, mp.ErrQueueClosed) {
+		t.Errorf("TryGet on the drained, closed queue: %v", err)
 	}
 }

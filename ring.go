@@ -14,8 +14,9 @@ import (
 // many producers and many consumers, in any processes, with nothing
 // relayed through another process.
 //
-// Its state is a header of words; its data a ring of records, each an
-// 8-byte header (length, flags) and its payload padded to 8 bytes. A
+// Its state is a header of words; its data a ring of records, each a
+// 16-byte header (length, flags, the message's number) and its payload
+// padded to 16 bytes. A
 // producer holds the put lock while it writes a message, a consumer the
 // get lock while it reads one; the two sides meet only at the tail and
 // head counters, so a producer and a consumer work at once. A message
@@ -23,7 +24,10 @@ import (
 // middle, last), the producer writing while the consumer reads.
 //
 // Crashes: a record is published by one store of the tail, and consumed
-// by one store of the head, each after the copy. A producer killed in the
+// by one store of the head, each after the copy. Messages are counted by
+// number, with stores that may be repeated (a consumer passing the last
+// fragment of message k stores k+1 as the count got), never by
+// increments that a death between two stores would leave half done. A producer killed in the
 // middle of a message leaves fragments with no last: consumers drop them
 // when the next message's first fragment comes, and skip a fragment that
 // follows no first. The locks are taken over (ErrOwnerDied, ignored here)
@@ -47,19 +51,20 @@ const (
 	rGetWaiters = 16 // consumers waiting for a record
 	rSender     = 20 // the process that last put (a Pipe end's peer)
 	rHeadSeen   = 24 // the producers' copy of rHead (uint64)
-	rPut        = 32 // messages put (uint64)
+	rPut        = 32 // messages published: the next one's number (uint64)
 
 	rGetLock    = 64
 	rSpaceSeq   = 68 // advanced with each record consumed: producers wait on it
 	rHead       = 72 // bytes consumed (uint64)
 	rPutWaiters = 80 // producers waiting for room
 	rTailSeen   = 88 // the consumers' copy of rTail (uint64)
-	rGot        = 96 // messages got (uint64)
+	rGot        = 96 // 1 + the number of the last message consumers passed (uint64)
 
 	rClosed     = 128 // 1 once closed
-	rUnfinished = 132 // messages put and not yet TaskDone
+	rDoneSeq    = 132 // advanced by each TaskDone: Join waits on it
 	rMaxLen     = 136
 	rMaxMessage = 140
+	rTasksDone  = 144 // TaskDone calls (uint64)
 
 	ringHeader = 192
 )
@@ -111,7 +116,11 @@ func (r ring) u64(off int) *uint64 { return (*uint64)(unsafe.Pointer(&r.hdr[off]
 
 func (r ring) closed() bool { return atomic.LoadUint32(r.w(rClosed)) == 1 }
 
-func pad8(n int) uint64 { return uint64(n+7) &^ 7 }
+// recHeader is the size of a record's header; records start at multiples
+// of it, so that a header never wraps.
+const recHeader = 16
+
+func padRec(n int) uint64 { return uint64(n+recHeader-1) &^ (recHeader - 1) }
 
 // copyIn writes b at ring position pos, wrapping.
 func (r ring) copyIn(pos uint64, b []byte) {
@@ -164,24 +173,28 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 		return err
 	}
 	defer unlockWord(r.w(rPutLock))
+	if r.closed() { // closed while this one waited for the lock
+		return errRingClosed
+	}
 	if s := r.w(rSender); atomic.LoadUint32(s) != myPID {
 		atomic.StoreUint32(s, myPID)
 	}
 	capacity := uint64(len(r.data))
 	tail := atomic.LoadUint64(r.u64(rTail))
 	head := atomic.LoadUint64(r.u64(rHeadSeen))
-	small := 8+pad8(len(b)) <= capacity/2
-	maxLen := uint64(atomic.LoadUint32(r.w(rMaxLen)))
+	seq := atomic.LoadUint64(r.u64(rPut))
+	small := recHeader+padRec(len(b)) <= capacity/2
+	maxLen := int64(atomic.LoadUint32(r.w(rMaxLen)))
 	first := true
 	for spin := 0; ; {
 		// A fragment waits for a quarter of the ring, not to trickle
 		// through in records of a few bytes.
 		hasRoom := func() bool {
 			free := capacity - (tail - head)
-			if first && maxLen > 0 && atomic.LoadUint64(r.u64(rPut))-atomic.LoadUint64(r.u64(rGot)) >= maxLen {
+			if first && maxLen > 0 && r.len() >= maxLen {
 				return false
 			}
-			return free >= 8+pad8(len(b)) || !small && free >= capacity/4
+			return free >= recHeader+padRec(len(b)) || !small && free >= capacity/4
 		}
 		if !hasRoom() {
 			seen := atomic.LoadUint32(r.w(rSpaceSeq))
@@ -199,9 +212,9 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 				err = peerGone()
 			}
 			if err != nil {
-				if !first && free >= 8 { // tell consumers to drop what they have
-					r.record(tail, recAbort, nil)
-					tail += 8
+				if !first && free >= recHeader { // tell consumers to drop what they have
+					r.record(tail, recAbort, seq, nil)
+					tail += recHeader
 					atomic.StoreUint64(r.u64(rTail), tail)
 					r.wake(rDataSeq, rGetWaiters)
 				}
@@ -220,7 +233,7 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 		}
 		spin = 0
 		free := capacity - (tail - head)
-		n := min(len(b), int((free-8)&^7))
+		n := min(len(b), int((free-recHeader)&^(recHeader-1)))
 		flags := uint32(0)
 		if first {
 			flags |= recFirst
@@ -228,13 +241,14 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 		if n == len(b) {
 			flags |= recLast
 		}
-		r.record(tail, flags, b[:n])
-		tail += 8 + pad8(n)
-		if flags&recLast != 0 {
-			atomic.AddUint32(r.w(rUnfinished), 1)
-			atomic.AddUint64(r.u64(rPut), 1)
-		}
+		r.record(tail, flags, seq, b[:n])
+		tail += recHeader + padRec(n)
 		atomic.StoreUint64(r.u64(rTail), tail)
+		if flags&recLast != 0 {
+			// Counted once published: a death in between leaves it
+			// uncounted, and the next message takes its number.
+			atomic.StoreUint64(r.u64(rPut), seq+1)
+		}
 		r.wake(rDataSeq, rGetWaiters)
 		if flags&recLast != 0 {
 			return nil
@@ -243,13 +257,13 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 	}
 }
 
-// record writes a record at tail, not yet published. Its header never
-// wraps: records start at multiples of 8, and the ring is a multiple of 8.
-func (r ring) record(tail uint64, flags uint32, payload []byte) {
+// record writes a record of message seq at tail, not yet published.
+func (r ring) record(tail uint64, flags uint32, seq uint64, payload []byte) {
 	i := tail & r.mask
 	*(*uint32)(unsafe.Pointer(&r.data[i])) = uint32(len(payload))
 	*(*uint32)(unsafe.Pointer(&r.data[i+4])) = flags
-	r.copyIn(tail+8, payload)
+	*(*uint64)(unsafe.Pointer(&r.data[i+8])) = seq
+	r.copyIn(tail+recHeader, payload)
 }
 
 // get reads the next message into buf[:0]. It waits until ctx ends (then
@@ -277,17 +291,23 @@ func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byt
 				msg, in = msg[:0], false // its producer gave up or died
 			}
 			var err error
-			switch {
-			case in:
-				// the rest of this message is coming
-			case ctx.Err() != nil:
-				err = context.Cause(ctx)
-			case r.closed() && !in:
-				err = errRingClosed
-			case peerGone != nil && spin >= ringSpin:
-				err = peerGone()
+			if !in { // else the rest of this message is coming
+				switch {
+				case r.closed() && !r.producing():
+					err = errRingClosed
+				case ctx.Err() != nil:
+					err = context.Cause(ctx)
+				case peerGone != nil && spin >= ringSpin:
+					err = peerGone()
+				}
 			}
 			if err != nil {
+				// What was published before the close (or the peer's end)
+				// is read first.
+				if atomic.LoadUint64(r.u64(rTail)) != head {
+					tail = head
+					continue
+				}
 				return nil, err
 			}
 			if spin < ringSpin {
@@ -302,6 +322,7 @@ func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byt
 		i := head & r.mask
 		n := int(*(*uint32)(unsafe.Pointer(&r.data[i])))
 		flags := *(*uint32)(unsafe.Pointer(&r.data[i+4]))
+		seq := *(*uint64)(unsafe.Pointer(&r.data[i+8]))
 		switch {
 		case flags&recAbort != 0:
 			msg, in = msg[:0], false
@@ -309,14 +330,15 @@ func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byt
 			if flags&recLast != 0 && cap(msg) < n {
 				msg = make([]byte, 0, n)
 			}
-			msg, in = r.copyOut(msg[:0], head+8, n), true
+			msg, in = r.copyOut(msg[:0], head+recHeader, n), true
 		case in:
-			msg = r.copyOut(msg, head+8, n)
+			msg = r.copyOut(msg, head+recHeader, n)
 		}
-		head += 8 + pad8(n)
+		head += recHeader + padRec(n)
 		done := in && flags&recLast != 0
-		if done {
-			atomic.AddUint64(r.u64(rGot), 1)
+		if flags&(recLast|recAbort) == recLast {
+			// Passed, read or skipped (its reader died): counted either way.
+			atomic.StoreUint64(r.u64(rGot), seq+1)
 		}
 		atomic.StoreUint64(r.u64(rHead), head)
 		r.wake(rSpaceSeq, rPutWaiters)
@@ -333,17 +355,22 @@ func (r ring) producing() bool {
 }
 
 // close closes the ring: puts fail, and gets fail once it is empty. Every
-// waiter is woken to see it.
+// waiter is woken to see it; a put in progress finishes (or, waiting for
+// room, gives up) before close returns.
 func (r ring) close() {
 	atomic.StoreUint32(r.w(rClosed), 1)
 	r.wake(rDataSeq, rGetWaiters)
 	r.wake(rSpaceSeq, rPutWaiters)
+	lockWord(context.Background(), r.w(rPutLock))
+	unlockWord(r.w(rPutLock))
+	r.wake(rDataSeq, rGetWaiters)
 }
 
-// len returns how many whole messages the ring holds.
-func (r ring) len() int {
+// len returns how many whole messages the ring holds. After a death it
+// may be one off for a moment, never below 0.
+func (r ring) len() int64 {
 	got := atomic.LoadUint64(r.u64(rGot))
-	return int(atomic.LoadUint64(r.u64(rPut)) - got)
+	return max(int64(atomic.LoadUint64(r.u64(rPut))-got), 0)
 }
 
 // empty reports whether no record waits to be read.

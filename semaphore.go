@@ -18,7 +18,7 @@ import (
 // A semaphore knows how many permits each process holds: a permit is
 // charged to the process that took it, and Release pays back the caller's
 // own permits first, then another process's. If a process dies holding
-// permits, the next Acquire that finds none free (within 50ms of waiting)
+// permits, the next Acquire that has waited 50ms in all for one
 // gives the dead process's permits back, takes one, and returns an error
 // matching [ErrOwnerDied], with the permit taken. A semaphore used to
 // signal (one process releases, another acquires for good) charges the
@@ -30,8 +30,9 @@ import (
 // Cost: Acquire and Release, with a permit free and no waiter, are a few
 // atomic operations on shared memory and no system call: two workers
 // taking turns on a semaphore of 1 take about 70 ns per Acquire and
-// Release (BenchmarkSemaphore). A process killed
-// in the instant between taking a permit and charging it keeps it.
+// Release (BenchmarkSemaphore). A process killed in the instant between
+// taking a permit and charging it, or between uncharging one and giving
+// it back, takes that permit with it: never is one permit given twice.
 type Semaphore struct{ object }
 
 // The words of a semaphore's segment: its state, then the table of
@@ -219,6 +220,7 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 		return errClosed("Semaphore")
 	}
 	c := s.word(semCount)
+	lastCheck := time.Now()
 	for i := 0; ; i++ {
 		if ok, err := s.take(false); ok {
 			return err
@@ -235,11 +237,12 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 		if dl, ok := ctx.Deadline(); ok {
 			d = min(d, max(time.Until(dl), time.Millisecond))
 		}
-		start := time.Now()
 		shmem.Wait(c, 0, d)
 		atomic.AddUint32(s.word(semWaiters), ^uint32(0))
-		if time.Since(start) >= d && atomic.LoadUint32(c) == 0 {
-			// None given back for a whole wait: has a holder died?
+		if time.Since(lastCheck) >= deadPoll {
+			// Waited that long in all, however often woken by permits
+			// that others took: has a holder died?
+			lastCheck = time.Now()
 			if ok, err := s.take(true); ok {
 				return err
 			}
@@ -255,6 +258,13 @@ func (s *Semaphore) Release() error {
 	}
 	c := s.word(semCount)
 	bound, bounded := atomic.LoadUint32(s.word(semBound)), atomic.LoadUint32(s.word(semBounded)) == 1
+	if bounded && atomic.LoadUint32(c) >= bound {
+		return fmt.Errorf("mp: Semaphore.Release past its bound of %d permits", bound)
+	}
+	// Uncharged before it is given back: a process killed in between loses
+	// the permit, rather than have its death give it back a second time,
+	// which would let one holder too many in.
+	s.uncharge()
 	for {
 		v := atomic.LoadUint32(c)
 		if bounded && v >= bound {
@@ -264,7 +274,6 @@ func (s *Semaphore) Release() error {
 			break
 		}
 	}
-	s.uncharge()
 	if atomic.LoadUint32(s.word(semWaiters)) > 0 {
 		shmem.Wake(c, 1)
 	}
