@@ -288,7 +288,14 @@ func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byt
 				continue
 			}
 			if in && spin >= ringSpin && !r.producing() {
-				msg, in = msg[:0], false // its producer gave up or died
+				// Its producer publishes before it unlocks: with the lock
+				// free (or its holder dead) and still nothing new, it gave
+				// up or died.
+				if atomic.LoadUint64(r.u64(rTail)) != head {
+					tail = head
+					continue
+				}
+				msg, in = msg[:0], false
 			}
 			var err error
 			if !in { // else the rest of this message is coming

@@ -510,7 +510,9 @@ func TestHandlesManyApply(t *testing.T) {
 			t.Errorf("worker %d has %d mappings of shared memory, want 3 (the block, the lock and the queue)", pid, n/1000)
 		}
 	}
-	if n := len(openFDs(t)); n > parentFDs {
+	// The parent is this test process, where other tests open and close
+	// descriptors meanwhile: a leak of one per call would be thousands.
+	if n := len(openFDs(t)); n > parentFDs+16 {
 		t.Errorf("the parent has %d descriptors open, from %d", n, parentFDs)
 	}
 	if s := p.Stats(); s.Restarts != 0 {
