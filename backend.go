@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"syscall"
 	"sync"
 	"time"
 
@@ -127,25 +129,23 @@ func (p *Pool) dropRemoteLocked(c *call) (units []*unit, tasks []*Task) {
 	return units, tasks
 }
 
-// The outcome of a task run by RunTask: its result body, or the error of
-// a task that has none (its worker died and it was not retried, it ran
-// past its timeout, its call ended).
-const (
-	outcomeResult = 'R'
-	outcomeError  = 'E'
-)
+// outcomeResult starts the outcome of a task run by RunTask: a result
+// body follows, where the items whose worker died, or that ran past their
+// timeout, fail with StatusLost.
+const outcomeResult = 'R'
 
-// outcomeErr is how an error without a result crosses: enough to make the
-// same error types on the other side.
+// outcomeErr is how the failure of a unit on a worker host crosses (in a
+// StatusLost item): enough to make the same error types on the other side.
 type outcomeErr struct {
 	Kind     string // "exit", "timeout", "canceled", "deadline" or "other"
 	Msg      string
 	PID      int
 	Code     int // exit code, or -1
-	Signal   string
+	Signal   int // the signal's number, if one killed it
 	Output   []byte
 	Reason   string
 	Sentinel string
+	Host     string
 }
 
 // RunTask runs a task that a Backend carried here on p, this machine's
@@ -161,14 +161,16 @@ func RunTask(ctx context.Context, p *Pool, fn string, items int, args []byte, de
 	if items < 1 {
 		return nil, fmt.Errorf("mp: RunTask: %d items", items)
 	}
-	e := lookup(fn)
-	if e == nil {
+	if _, ok := lookupHandler(fn); !ok {
 		return nil, fmt.Errorf("%w: %q, on this worker host", ErrNotRegistered, fn)
 	}
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
+	}
+	if timeout == 0 {
+		timeout = p.opts.TaskTimeout
 	}
 	c := &rawCollector{done: make(chan struct{})}
 	c.fn, c.timeout = fn, timeout
@@ -187,7 +189,7 @@ func RunTask(ctx context.Context, p *Pool, fn string, items int, args []byte, de
 	}
 	<-c.done
 	if c.err != nil {
-		return encodeOutcomeErr(c.err), nil
+		return nil, c.err
 	}
 	b := append([]byte{outcomeResult}, wire.AppendResultHeader(nil, c.res)...)
 	return append(b, c.res.Values...), nil
@@ -228,22 +230,25 @@ type rawCollector struct {
 }
 
 func (c *rawCollector) resolve(u *unit, res wire.Result, err error) {
+	if err != nil {
+		// The unit's own failure (its worker died, it ran past its
+		// timeout): a failure of each of its items, as the other side's
+		// pool would see it.
+		info, _ := wire.MarshalAny(describeOutcome(err))
+		res = wire.Result{N: u.n}
+		for i := range u.n {
+			res.Failures = append(res.Failures, wire.Failure{Index: i, Status: wire.StatusLost, Info: info})
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pending--
-	if err != nil && c.err == nil {
-		c.err = err
+	if c.parts == nil {
+		c.parts = make(map[int]wire.Result)
 	}
-	if err == nil {
-		if c.parts == nil {
-			c.parts = make(map[int]wire.Result)
-		}
-		c.parts[u.index] = res
-	}
+	c.parts[u.index] = res
 	if c.pending == 0 {
-		if c.err == nil {
-			c.res, c.err = joinParts(c.parts)
-		}
+		c.res, c.err = joinParts(c.parts)
 		close(c.done)
 	}
 }
@@ -298,15 +303,17 @@ func joinParts(parts map[int]wire.Result) (wire.Result, error) {
 	return out, err
 }
 
-func encodeOutcomeErr(err error) []byte {
+// describeOutcome is how a unit's failure crosses from a worker host.
+func describeOutcome(err error) outcomeErr {
 	o := outcomeErr{Kind: "other", Msg: err.Error(), Code: -1}
 	var exit *ExitError
 	switch {
 	case errors.As(err, &exit):
 		o.Kind, o.PID, o.Code, o.Output, o.Reason = "exit", exit.PID, exit.ExitCode(), exit.Output, exit.Reason
-		if sig := exit.Signal(); sig != nil {
-			o.Signal = sig.String()
+		if sig, ok := exit.Signal().(syscall.Signal); ok {
+			o.Signal = int(sig)
 		}
+		o.Host, _ = os.Hostname()
 	case errors.Is(err, ErrTaskTimeout):
 		o.Kind = "timeout"
 	case errors.Is(err, context.DeadlineExceeded):
@@ -316,54 +323,36 @@ func encodeOutcomeErr(err error) []byte {
 	default:
 		o.Sentinel = describeError(err).Sentinel
 	}
-	b, _ := wire.MarshalAny(o)
-	return append([]byte{outcomeError}, b...)
+	return o
 }
 
-// RemoteExitError is matched (errors.As) by the *ExitError of a task whose
-// worker died on a worker host: PID is the pid there, and Host says where.
+// error makes the error a unit's failure on a worker host was, with its
+// type: an *ExitError, ErrTaskTimeout, a context error.
+func (o outcomeErr) error() error {
+	switch o.Kind {
+	case "exit":
+		return &ExitError{PID: o.PID, Output: o.Output, Reason: o.Reason, Host: o.Host,
+			remote: &remoteExit{code: o.Code, signal: syscall.Signal(o.Signal)}}
+	case "timeout":
+		return &prefixedError{prefix: "mp: ", err: errors.New(trimPrefixString(o.Msg)), sentinel: ErrTaskTimeout}
+	case "deadline":
+		return context.DeadlineExceeded
+	case "canceled":
+		return context.Canceled
+	}
+	return &RemoteError{Type: "error", Msg: o.Msg, sentinel: o.Sentinel}
+}
 
 // decodeOutcome decodes what RunTask returned for a task of n items.
 func decodeOutcome(b []byte, n int) (wire.Result, error) {
-	if len(b) == 0 {
-		return wire.Result{}, fmt.Errorf("%w: an empty task outcome", wire.ErrMalformed)
+	if len(b) == 0 || b[0] != outcomeResult {
+		return wire.Result{}, fmt.Errorf("%w: a task outcome that is not mp's", wire.ErrMalformed)
 	}
-	switch b[0] {
-	case outcomeResult:
-		res, err := wire.ParseResult(b[1:])
-		if err == nil && res.N != n {
-			err = fmt.Errorf("%w: %d results for %d items", wire.ErrMalformed, res.N, n)
-		}
-		return res, err
-	case outcomeError:
-		var o outcomeErr
-		if err := wire.UnmarshalAny(b[1:], &o); err != nil {
-			return wire.Result{}, err
-		}
-		switch o.Kind {
-		case "exit":
-			return wire.Result{}, &ExitError{PID: o.PID, Output: o.Output, Reason: remoteReason(o)}
-		case "timeout":
-			return wire.Result{}, &prefixedError{prefix: "mp: ", err: errors.New(trimPrefixString(o.Msg)), sentinel: ErrTaskTimeout}
-		case "deadline":
-			return wire.Result{}, context.DeadlineExceeded
-		case "canceled":
-			return wire.Result{}, context.Canceled
-		}
-		return wire.Result{}, &RemoteError{Type: "error", Msg: o.Msg, sentinel: o.Sentinel}
+	res, err := wire.ParseResult(b[1:])
+	if err == nil && res.N != n {
+		err = fmt.Errorf("%w: %d results for %d items", wire.ErrMalformed, res.N, n)
 	}
-	return wire.Result{}, fmt.Errorf("%w: a task outcome of kind %q", wire.ErrMalformed, b[0])
-}
-
-func remoteReason(o outcomeErr) string {
-	how := fmt.Sprintf("on a worker host: exited with code %d", o.Code)
-	if o.Signal != "" {
-		how = "on a worker host: killed by signal " + o.Signal
-	}
-	if o.Reason != "" {
-		how += ", " + o.Reason
-	}
-	return how
+	return res, err
 }
 
 func trimPrefixString(s string) string {

@@ -126,6 +126,17 @@ type ExitError struct {
 	Output []byte
 	// Reason is set when mp killed the worker: the deadline, the memory limit.
 	Reason string
+	// Host is set for a worker on a worker host, which ran the task for a
+	// pool with a Backend: State is nil then, and PID is the pid there.
+	Host string
+
+	remote *remoteExit // how a worker on a worker host ended
+}
+
+// remoteExit is how a worker on a worker host ended.
+type remoteExit struct {
+	code   int            // -1 if a signal killed it
+	signal syscall.Signal // the signal that did, or 0
 }
 
 // Error says how the worker ended, and quotes the line of its stderr that
@@ -138,7 +149,14 @@ func (e *ExitError) Error() string {
 		fmt.Fprintf(&b, "broke the protocol and was killed: %s", what)
 		return b.String()
 	}
+	if e.Host != "" {
+		fmt.Fprintf(&b, "on %s ", e.Host)
+	}
 	switch {
+	case e.remote != nil && e.remote.signal != 0:
+		fmt.Fprintf(&b, "was killed by signal %v", e.remote.signal)
+	case e.remote != nil:
+		fmt.Fprintf(&b, "exited with code %d", e.remote.code)
 	case e.State == nil:
 		b.WriteString("was lost")
 	case e.Signal() != nil:
@@ -163,6 +181,9 @@ func (e *ExitError) Is(target error) bool {
 
 // ExitCode returns the worker's exit code, or -1 if a signal killed it.
 func (e *ExitError) ExitCode() int {
+	if e.remote != nil {
+		return e.remote.code
+	}
 	if e.State == nil {
 		return -1
 	}
@@ -171,6 +192,12 @@ func (e *ExitError) ExitCode() int {
 
 // Signal returns the signal that killed the worker, or nil.
 func (e *ExitError) Signal() os.Signal {
+	if e.remote != nil {
+		if e.remote.signal == 0 {
+			return nil
+		}
+		return e.remote.signal
+	}
 	if e.State == nil {
 		return nil
 	}

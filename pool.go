@@ -57,7 +57,8 @@ type Pool struct {
 	depth       int           // tasks in flight per worker to start with (see depthLocked), and Imap's window per worker / 2
 	grace       time.Duration // between a cancel frame and the kill
 	hardMemory  int64
-	slots       []*slot       // one per worker; complete before any supervisor starts
+	slots       []*slot       // one per worker; complete before any supervisor starts; none with a Backend
+	kick        chan struct{} // wakes the dispatcher of a pool with a Backend
 	done        chan struct{} // closed when Close starts
 	wg          sync.WaitGroup
 	workerSeq   atomic.Int64
@@ -74,6 +75,7 @@ type Pool struct {
 	broken      error         // set while workers keep failing to start
 	startFails  int           // starts failed in a row
 	stats       Stats
+	remote      map[*Task]*unit // with a Backend: the tasks it runs
 }
 
 // Stats is a snapshot of a pool's counters, as [Pool.Stats] returns it.
@@ -118,6 +120,9 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 			return nil, fmt.Errorf("mp: NewPool: Init: the %v passed to Bind is closed", h.kind)
 		}
 	}
+	if opts.Backend != nil {
+		opts.Workers = max(opts.Backend.Capacity(), 1)
+	}
 	if opts.Workers == 0 {
 		opts.Workers = CPUCount()
 	}
@@ -137,6 +142,13 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.stats.RestartCauses = make(map[string]int)
+	if opts.Backend != nil {
+		p.remote = make(map[*Task]*unit)
+		p.kick = make(chan struct{}, 1)
+		p.wg.Add(1)
+		go p.dispatch()
+		return p, nil
+	}
 	// p.slots is complete before any supervisor starts, and never changes
 	// after: supervisors read every slot (to find an idle one, to steal).
 	p.slots = make([]*slot, opts.Workers)
@@ -182,12 +194,19 @@ func (p *Pool) Close() error {
 				s.wc.child.KillGroup()
 			}
 		}
+		running, tasks := p.dropRemoteLocked(nil)
 		p.mu.Unlock()
 		close(p.done)
-		for _, u := range queued {
+		for _, u := range append(queued, running...) {
 			p.release(u, wire.Result{}, ErrPoolClosed)
 		}
 		p.wg.Wait()
+		if b := p.opts.Backend; b != nil {
+			for _, t := range tasks {
+				b.Cancel(t)
+			}
+			b.Close()
+		}
 		releaseAll(p.opts.Init.handles)
 	})
 	return nil
@@ -239,6 +258,12 @@ func (p *Pool) Stats() Stats {
 	st := p.stats
 	st.RestartCauses = maps.Clone(p.stats.RestartCauses)
 	st.TasksQueued = p.queue.items
+	if p.remote != nil {
+		st.Workers = p.opts.Workers
+		for _, u := range p.remote {
+			st.TasksRunning += u.n
+		}
+	}
 	for _, s := range p.slots {
 		if s.ready {
 			st.Workers++
@@ -373,10 +398,17 @@ func (p *Pool) cancelCall(c *call) {
 	p.mu.Lock()
 	mine := p.queue.removeCall(c)
 	p.dequeuedLocked()
+	running, tasks := p.dropRemoteLocked(c)
 	p.mu.Unlock()
 	cause := context.Cause(c.ctx)
-	for _, u := range mine {
+	for _, u := range append(mine, running...) {
 		p.release(u, wire.Result{}, cause)
+	}
+	for _, t := range tasks {
+		p.opts.Backend.Cancel(t)
+	}
+	if p.remote != nil {
+		p.poke()
 	}
 	p.wakeAll()
 }

@@ -267,6 +267,12 @@ func failureError(f wire.Failure) error {
 			return err
 		}
 		return remoteError(info)
+	case wire.StatusLost:
+		var o outcomeErr
+		if err := wire.UnmarshalAny(f.Info, &o); err != nil {
+			return err
+		}
+		return o.error()
 	case wire.StatusPanic:
 		var info wire.PanicInfo
 		if err := wire.UnmarshalAny(f.Info, &info); err != nil {

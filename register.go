@@ -283,3 +283,11 @@ func ready() (fingerprint string, err error) {
 	}
 	return freeze(), nil
 }
+
+// Registered reports whether a function is registered under name in this
+// program, whatever its types: a worker host (see Backend) serves the
+// tasks of the functions it has.
+func Registered(name string) bool {
+	_, ok := lookupHandler(name)
+	return ok
+}

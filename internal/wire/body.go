@@ -70,6 +70,9 @@ type Status uint8
 const (
 	StatusError Status = 1 // Info is an encoded [ErrorInfo]
 	StatusPanic Status = 2 // Info is an encoded [PanicInfo]
+	// StatusLost: the item's worker on a worker host died, or it ran past
+	// its timeout there; Info is encoded by the mp package.
+	StatusLost Status = 3
 )
 
 // Failure is one item of a task that did not return a value.
@@ -122,7 +125,7 @@ func ParseResult(b []byte) (Result, error) {
 	for range nf {
 		f := Failure{Index: p.int32(), Status: Status(p.u8())}
 		f.Info = p.take(p.int32())
-		if p.err == nil && (f.Index <= last || f.Index >= r.N || f.Status < StatusError || f.Status > StatusPanic) {
+		if p.err == nil && (f.Index <= last || f.Index >= r.N || f.Status < StatusError || f.Status > StatusLost) {
 			p.err = fmt.Errorf("%w: failure of item %d of %d with status %d (after item %d)", ErrMalformed, f.Index, r.N, f.Status, last)
 		}
 		last = f.Index

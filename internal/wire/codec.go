@@ -165,3 +165,7 @@ func encoded(f reflect.StructField) bool {
 }
 
 func wrapIn(t reflect.Type, err error) error { return fmt.Errorf("in %s: %w", t, err) }
+
+// RawMessage is an encoded value, kept as it is: to split an encoded array
+// of items, or join several.
+type RawMessage = cbor.RawMessage

@@ -1,0 +1,234 @@
+package natspool_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/natspool"
+)
+
+var (
+	square = mp.Register("natspool.test.square", func(ctx context.Context, x int) (int, error) { return x * x, nil })
+	// troubled fails as x says: -1 an error, -2 a panic, -3 os.Exit(3).
+	troubled = mp.Register("natspool.test.troubled", func(ctx context.Context, x int) (int, error) {
+		switch x {
+		case -1:
+			return 0, errors.New("no good")
+		case -2:
+			panic("bad")
+		case -3:
+			os.Exit(3)
+		}
+		return x, nil
+	})
+	// slow writes its pid to the file at path, then takes two seconds.
+	slow = mp.Register("natspool.test.slow", func(ctx context.Context, path string) (int, error) {
+		if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+			return 0, err
+		}
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		return os.Getpid(), nil
+	})
+)
+
+const hostEnv = "NATSPOOL_TEST_HOST"
+
+// ackWait is short, so that a lost host's tasks come back quickly.
+const ackWait = 2 * time.Second
+
+func TestMain(m *testing.M) {
+	mp.Main()
+	if url := os.Getenv(hostEnv); url != "" {
+		// A worker host, started by startHost.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		err := natspool.RunWorker(ctx, natspool.WorkerOptions{
+			Options: natspool.Options{URL: url, AckWait: ackWait},
+			Pool:    mp.PoolOptions{Workers: 2},
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "worker host:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func startServer(t *testing.T) *natspool.Server {
+	t.Helper()
+	s, err := natspool.StartServer(natspool.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// startHost starts a worker host process; the test's end stops it with
+// SIGTERM (a kill, if it has not exited within 10s).
+func startHost(t *testing.T, url string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), hostEnv+"="+url)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Error("a worker host did not stop within 10s of SIGTERM")
+		}
+	})
+	return cmd
+}
+
+func newPool(t *testing.T, ctx context.Context, opts natspool.Options) *mp.Pool {
+	t.Helper()
+	opts.AckWait = ackWait
+	p, err := natspool.NewPool(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func bounded(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestClusterCalls(t *testing.T) {
+	ctx := bounded(t, 90*time.Second)
+	s := startServer(t)
+	startHost(t, s.URL())
+	startHost(t, s.URL())
+	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
+
+	in := make([]int, 300)
+	for i := range in {
+		in[i] = i
+	}
+	for _, chunk := range []int{1, 10} {
+		got, err := mp.Map(ctx, p, square, in, mp.ChunkSize(chunk))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got {
+			if v != i*i {
+				t.Fatalf("chunk %d: item %d: got %d", chunk, i, v)
+			}
+		}
+	}
+	sum := 0
+	for v, err := range mp.ImapUnordered(ctx, p, square, slices.Values(in), mp.ChunkSize(7)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += v
+	}
+	if want := 299 * 300 * 599 / 6; sum != want {
+		t.Errorf("ImapUnordered: sum %d, want %d", sum, want)
+	}
+	if v, err := mp.Apply(ctx, p, square, 9); v != 81 || err != nil {
+		t.Errorf("Apply: %d, %v", v, err)
+	}
+
+	// A task's error, panic and crash on a host: the local pool's types.
+	var re *mp.RemoteError
+	if _, err := mp.Apply(ctx, p, troubled, -1); !errors.As(err, &re) || !strings.Contains(err.Error(), "no good") {
+		t.Errorf("an error: got %v", err)
+	}
+	var pe *mp.PanicError
+	if _, err := mp.Apply(ctx, p, troubled, -2); !errors.As(err, &pe) || pe.Value != "bad" {
+		t.Errorf("a panic: got %v", err)
+	}
+	var ee *mp.ExitError
+	if _, err := mp.Apply(ctx, p, troubled, -3); !errors.As(err, &ee) || ee.ExitCode() != 3 || ee.Host == "" {
+		t.Errorf("a crash: got %v", err)
+	}
+	if v, err := mp.Apply(ctx, p, troubled, 5); v != 5 || err != nil {
+		t.Errorf("after: %d, %v", v, err)
+	}
+}
+
+func TestClusterHostDies(t *testing.T) {
+	// A host killed in the middle of a task: the task goes to another host
+	// after AckWait, and its outcome reaches the call once.
+	ctx := bounded(t, 90*time.Second)
+	s := startServer(t)
+	doomed := startHost(t, s.URL())
+	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
+	marker := filepath.Join(t.TempDir(), "pid")
+	f := mp.ApplyAsync(ctx, p, slow, marker)
+	for {
+		if _, err := os.Stat(marker); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the task never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	first, _ := os.ReadFile(marker)
+	doomed.Process.Kill()
+	startHost(t, s.URL())
+	start := time.Now()
+	pid, err := f.Wait(ctx)
+	if err != nil {
+		t.Fatalf("the task after its host died: %v", err)
+	}
+	if strconv.Itoa(pid) == string(first) {
+		t.Errorf("the result came from the worker that died (%d)", pid)
+	}
+	t.Logf("the task ran again on another host, done %v after the kill", time.Since(start))
+	if st := p.Stats(); st.TasksDone != 1 {
+		t.Errorf("%d tasks done, want 1", st.TasksDone)
+	}
+}
+
+func TestClusterNoWorker(t *testing.T) {
+	// No host serves the function: the call fails within bounds.
+	ctx := bounded(t, 30*time.Second)
+	s := startServer(t)
+	p := newPool(t, ctx, natspool.Options{URL: s.URL(), NoWorkerTimeout: 500 * time.Millisecond})
+	start := time.Now()
+	_, err := mp.Apply(ctx, p, square, 2)
+	if !errors.Is(err, natspool.ErrNoWorker) {
+		t.Fatalf("got %v, want ErrNoWorker", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("it took %v", took)
+	}
+}
+
+func TestServerNeedsTLSOffLoopback(t *testing.T) {
+	if _, err := natspool.StartServer(natspool.ServerOptions{Host: "0.0.0.0"}); err == nil || !strings.Contains(err.Error(), "needs TLS") {
+		t.Errorf("got %v", err)
+	}
+}
