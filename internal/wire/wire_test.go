@@ -574,7 +574,7 @@ func TestParseResultMalformed(t *testing.T) {
 		{name: "failure index out of range", in: join(head(2, 1), failure(2, 1, 0, ""))},
 		{name: "largest failure index", in: join(head(2, 1), failure(math.MaxUint32, 1, 0, ""))},
 		{name: "status zero", in: join(head(1, 1), failure(0, 0, 0, ""))},
-		{name: "status three", in: join(head(1, 1), failure(0, 3, 0, ""))},
+		{name: "status four", in: join(head(1, 1), failure(0, 4, 0, ""))},
 		{name: "status 255", in: join(head(1, 1), failure(0, 255, 0, ""))},
 		{name: "forged info length", in: join(head(1, 1), failure(0, 1, math.MaxUint32, "abc"))},
 		{name: "info cut", in: join(head(1, 1), failure(0, 1, 10, "abc"))},
