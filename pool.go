@@ -284,6 +284,13 @@ func (p *Pool) Workers() int { return p.opts.Workers }
 // while ctx lives; with nowait, it queues all of units or, if they do not
 // fit, none and fails with ErrQueueFull.
 func (p *Pool) submit(ctx context.Context, units []*unit, nowait bool) (queued int, err error) {
+	if p.remote != nil {
+		for _, u := range units {
+			if len(u.handles) > 0 {
+				return 0, fmt.Errorf("mp: a %v cannot go to the workers of a pool with a Backend, which may be on other machines: shared objects are for this machine's processes", u.handles[0].kind)
+			}
+		}
+	}
 	for len(units) > 0 {
 		p.mu.Lock()
 		switch {

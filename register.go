@@ -291,3 +291,8 @@ func Registered(name string) bool {
 	_, ok := lookupHandler(name)
 	return ok
 }
+
+// Build identifies this program's registered functions and their types,
+// as a worker checks them against its parent's at start: a worker host
+// (see Backend) takes tasks only from a submitter of the same Build.
+func Build() string { return freeze() }

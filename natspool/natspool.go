@@ -54,6 +54,7 @@ const (
 	hDeadline = "Mp-Deadline"
 	hTimeout  = "Mp-Timeout"
 	hError    = "Mp-Error"
+	hBuild    = "Mp-Build"
 )
 
 // ErrWorkersLost is matched by the error of a task whose worker hosts were
@@ -194,9 +195,10 @@ type backend struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	tasks map[uint64]*mp.Task // published, not done
-	seqs  map[uint64]uint64   // stream sequence -> task ID
+	mu     sync.Mutex
+	tasks  map[uint64]*mp.Task  // published, not done
+	seqs   map[uint64]uint64    // stream sequence -> task ID
+	served map[string]time.Time // functions a host said it serves, and when
 }
 
 func newBackend(ctx context.Context, opts Options) (*backend, error) {
@@ -205,7 +207,7 @@ func newBackend(ctx context.Context, opts Options) (*backend, error) {
 		return nil, err
 	}
 	b := &backend{opts: opts, nc: nc, js: js, stream: s, job: randomID(),
-		tasks: make(map[uint64]*mp.Task), seqs: make(map[uint64]uint64)}
+		tasks: make(map[uint64]*mp.Task), seqs: make(map[uint64]uint64), served: make(map[string]time.Time)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	sub, err := nc.Subscribe(resultsPfx+"."+b.job, b.result)
 	if err == nil {
@@ -243,6 +245,7 @@ func (b *backend) Run(t *mp.Task) {
 		m.Data = t.Args
 		m.Header.Set(hTask, strconv.FormatUint(t.ID, 10))
 		m.Header.Set(hFunc, t.Func)
+		m.Header.Set(hBuild, mp.Build())
 		m.Header.Set(hItems, strconv.Itoa(t.Items))
 		if !t.Deadline.IsZero() {
 			m.Header.Set(hDeadline, strconv.FormatInt(t.Deadline.UnixNano(), 10))
@@ -266,17 +269,30 @@ func (b *backend) Run(t *mp.Task) {
 	}()
 }
 
+// servedFor is how long a host's answer that it serves a function is
+// taken as still true.
+const servedFor = 2 * time.Second
+
 // waitServed waits until a worker host answers that it serves fn, for at
 // most NoWorkerTimeout.
 func (b *backend) waitServed(fn string) error {
+	b.mu.Lock()
+	at, ok := b.served[fn]
+	b.mu.Unlock()
+	if ok && time.Since(at) < servedFor {
+		return nil
+	}
 	deadline := time.Now().Add(b.opts.noWorkerTimeout())
 	for {
-		_, err := b.nc.Request(servesSubj+"."+b.job, []byte(fn), time.Second)
+		_, err := b.nc.Request(servesSubj+"."+b.job, []byte(mp.Build()+"\n"+fn), time.Second)
 		if err == nil {
+			b.mu.Lock()
+			b.served[fn] = time.Now()
+			b.mu.Unlock()
 			return nil
 		}
 		if time.Now().After(deadline) || b.ctx.Err() != nil {
-			return fmt.Errorf("%w: %q, on %s (waited %v)", ErrNoWorker, fn, b.opts.URL, b.opts.noWorkerTimeout())
+			return fmt.Errorf("%w: %q, on %s (waited %v for a worker host of this program's build that has it)", ErrNoWorker, fn, b.opts.URL, b.opts.noWorkerTimeout())
 		}
 		if errors.Is(err, nats.ErrNoResponders) {
 			select {

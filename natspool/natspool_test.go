@@ -33,6 +33,12 @@ var (
 		}
 		return x, nil
 	})
+	lockFn = mp.Register("natspool.test.lock", func(ctx context.Context, l *mp.Lock) (int, error) { return 0, nil })
+	// nap sleeps a millisecond, and returns x and its worker's pid.
+	nap = mp.Register("natspool.test.nap", func(ctx context.Context, x int) ([2]int, error) {
+		time.Sleep(time.Millisecond)
+		return [2]int{x, os.Getpid()}, nil
+	})
 	// slow writes its pid to the file at path, then takes two seconds.
 	slow = mp.Register("natspool.test.slow", func(ctx context.Context, path string) (int, error) {
 		if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
@@ -83,7 +89,7 @@ func startServer(t *testing.T) *natspool.Server {
 
 // startHost starts a worker host process; the test's end stops it with
 // SIGTERM (a kill, if it has not exited within 10s).
-func startHost(t *testing.T, url string) *exec.Cmd {
+func startHost(t testing.TB, url string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), hostEnv+"="+url)
@@ -175,6 +181,63 @@ func TestClusterCalls(t *testing.T) {
 	if v, err := mp.Apply(ctx, p, troubled, 5); v != 5 || err != nil {
 		t.Errorf("after: %d, %v", v, err)
 	}
+
+	// A shared object of this machine cannot go to another.
+	l, err := mp.NewLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := mp.Apply(ctx, p, lockFn, l); err == nil || !strings.Contains(err.Error(), "cannot go to the workers") {
+		t.Errorf("a Lock to a remote worker: got %v", err)
+	}
+
+	// 10,000 tasks, one item each.
+	big := make([]int, 10_000)
+	for i := range big {
+		big[i] = i
+	}
+	start := time.Now()
+	got, err := mp.Map(ctx, p, square, big, mp.ChunkSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range got {
+		if v != i*i {
+			t.Fatalf("item %d: got %d", i, v)
+		}
+	}
+	t.Logf("a Map of 10,000 one-item tasks over 2 hosts: %v", time.Since(start))
+}
+
+func TestClusterMapHostKilled(t *testing.T) {
+	// A worker host SIGKILLed in the middle of a Map: the Map completes,
+	// each result once and right.
+	ctx := bounded(t, 120*time.Second)
+	s := startServer(t)
+	doomed := startHost(t, s.URL())
+	startHost(t, s.URL())
+	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
+	in := make([]int, 2000)
+	for i := range in {
+		in[i] = i
+	}
+	go func() {
+		time.Sleep(500 * time.Millisecond) // the Map is under way
+		doomed.Process.Kill()
+	}()
+	got, err := mp.Map(ctx, p, nap, in, mp.ChunkSize(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := map[int]int{}
+	for i, v := range got {
+		if v[0] != i {
+			t.Fatalf("item %d: got the result of %d", i, v[0])
+		}
+		pids[v[1]]++
+	}
+	t.Logf("results by worker: %v", pids)
 }
 
 func TestClusterHostDies(t *testing.T) {

@@ -58,7 +58,8 @@ func RunWorker(ctx context.Context, opts WorkerOptions) error {
 
 	h := &host{nc: nc, pool: pool, ackWait: opts.ackWait(), running: make(map[string]context.CancelFunc)}
 	serves, err := nc.Subscribe(servesSubj+".*", func(m *nats.Msg) {
-		if mp.Registered(string(m.Data)) {
+		build, fn, _ := strings.Cut(string(m.Data), "\n")
+		if build == mp.Build() && mp.Registered(fn) {
 			m.Respond(nil)
 		}
 	})
@@ -155,6 +156,12 @@ func (h *host) cancel(key string) {
 // acknowledges it.
 func (h *host) run(work context.Context, msg jetstream.Msg) {
 	hd := msg.Headers()
+	if hd.Get(hBuild) != mp.Build() {
+		// Another program's (or build's) task: its functions may have the
+		// same names and other types. A host of its build takes it.
+		msg.NakWithDelay(time.Second)
+		return
+	}
 	job := strings.TrimPrefix(msg.Subject(), tasksSubject+".")
 	id := hd.Get(hTask)
 	items, _ := strconv.Atoi(hd.Get(hItems))
