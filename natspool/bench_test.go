@@ -15,7 +15,7 @@ func benchCluster(b *testing.B) *mp.Pool {
 	}
 	b.Cleanup(s.Shutdown)
 	for range 2 {
-		startHost(b, s.URL())
+		startHost(b, s.WorkerURL())
 	}
 	p, err := natspool.NewPool(b.Context(), natspool.Options{URL: s.URL(), AckWait: ackWait})
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -122,9 +123,8 @@ func (o Options) noWorkerTimeout() time.Duration {
 	return 10 * time.Second
 }
 
-// connect dials the server and makes sure of the task stream and the
-// workers' consumer.
-func (o Options) connect(ctx context.Context, name string) (*nats.Conn, jetstream.JetStream, jetstream.Stream, error) {
+// dial connects to the server.
+func (o Options) dial(name string) (*nats.Conn, jetstream.JetStream, error) {
 	nopts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
 	if o.CredsFile != "" {
 		nopts = append(nopts, nats.UserCredentials(o.CredsFile))
@@ -132,7 +132,7 @@ func (o Options) connect(ctx context.Context, name string) (*nats.Conn, jetstrea
 	if o.NKeySeedFile != "" {
 		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("natspool: nkey seed: %w", err)
+			return nil, nil, fmt.Errorf("natspool: nkey seed: %w", err)
 		}
 		nopts = append(nopts, opt)
 	}
@@ -141,31 +141,45 @@ func (o Options) connect(ctx context.Context, name string) (*nats.Conn, jetstrea
 	}
 	nc, err := nats.Connect(o.URL, nopts...)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("natspool: connecting to %s: %w", o.URL, err)
+		return nil, nil, fmt.Errorf("natspool: connecting to %s: %w", redact(o.URL), err)
 	}
 	js, err := jetstream.New(nc)
-	if err == nil {
-		maxBytes := o.MaxBytes
-		if maxBytes == 0 {
-			maxBytes = 1 << 30
-		}
-		var s jetstream.Stream
-		s, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name: streamName, Subjects: []string{tasksSubject + ".>"},
-			Retention: jetstream.WorkQueuePolicy, MaxBytes: maxBytes, Storage: jetstream.FileStorage,
-		})
-		if err == nil {
-			_, err = js.CreateOrUpdateConsumer(ctx, streamName, jetstream.ConsumerConfig{
-				Durable: consumerName, AckPolicy: jetstream.AckExplicitPolicy,
-				AckWait: o.ackWait(), MaxDeliver: o.retries() + 1, MaxAckPending: -1,
-			})
-		}
-		if err == nil {
-			return nc, js, s, nil
-		}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
 	}
-	nc.Close()
-	return nil, nil, nil, fmt.Errorf("natspool: setting up JetStream on %s: %w", o.URL, err)
+	return nc, js, nil
+}
+
+// redact drops the password of a URL, for errors and logs.
+func redact(u string) string {
+	if p, err := url.Parse(u); err == nil {
+		return p.Redacted()
+	}
+	return "the server"
+}
+
+// setUp makes sure of the task stream and the workers' consumer (a pool
+// does it; worker hosts may not).
+func (o Options) setUp(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+	maxBytes := o.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = 1 << 30
+	}
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: streamName, Subjects: []string{tasksSubject + ".>"},
+		Retention: jetstream.WorkQueuePolicy, MaxBytes: maxBytes, Storage: jetstream.FileStorage,
+	})
+	if err == nil {
+		_, err = js.CreateOrUpdateConsumer(ctx, streamName, jetstream.ConsumerConfig{
+			Durable: consumerName, AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait: o.ackWait(), MaxDeliver: o.retries() + 1, MaxAckPending: -1,
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natspool: setting up JetStream on %s: %w", redact(o.URL), err)
+	}
+	return s, nil
 }
 
 // NewPool connects to the server and returns a pool whose tasks run on
@@ -202,8 +216,13 @@ type backend struct {
 }
 
 func newBackend(ctx context.Context, opts Options) (*backend, error) {
-	nc, js, s, err := opts.connect(ctx, "mp pool")
+	nc, js, err := opts.dial("mp pool")
 	if err != nil {
+		return nil, err
+	}
+	s, err := opts.setUp(ctx, js)
+	if err != nil {
+		nc.Close()
 		return nil, err
 	}
 	b := &backend{opts: opts, nc: nc, js: js, stream: s, job: randomID(),
@@ -292,7 +311,7 @@ func (b *backend) waitServed(fn string) error {
 			return nil
 		}
 		if time.Now().After(deadline) || b.ctx.Err() != nil {
-			return fmt.Errorf("%w: %q, on %s (waited %v for a worker host of this program's build that has it)", ErrNoWorker, fn, b.opts.URL, b.opts.noWorkerTimeout())
+			return fmt.Errorf("%w: %q, on %s (waited %v for a worker host of this program's build that has it)", ErrNoWorker, fn, redact(b.opts.URL), b.opts.noWorkerTimeout())
 		}
 		if errors.Is(err, nats.ErrNoResponders) {
 			select {

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/natspool"
 )
@@ -132,8 +135,8 @@ func bounded(t *testing.T, d time.Duration) context.Context {
 func TestClusterCalls(t *testing.T) {
 	ctx := bounded(t, 90*time.Second)
 	s := startServer(t)
-	startHost(t, s.URL())
-	startHost(t, s.URL())
+	startHost(t, s.WorkerURL())
+	startHost(t, s.WorkerURL())
 	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
 
 	in := make([]int, 300)
@@ -215,8 +218,8 @@ func TestClusterMapHostKilled(t *testing.T) {
 	// each result once and right.
 	ctx := bounded(t, 120*time.Second)
 	s := startServer(t)
-	doomed := startHost(t, s.URL())
-	startHost(t, s.URL())
+	doomed := startHost(t, s.WorkerURL())
+	startHost(t, s.WorkerURL())
 	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
 	in := make([]int, 2000)
 	for i := range in {
@@ -245,7 +248,7 @@ func TestClusterHostDies(t *testing.T) {
 	// after AckWait, and its outcome reaches the call once.
 	ctx := bounded(t, 90*time.Second)
 	s := startServer(t)
-	doomed := startHost(t, s.URL())
+	doomed := startHost(t, s.WorkerURL())
 	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
 	marker := filepath.Join(t.TempDir(), "pid")
 	f := mp.ApplyAsync(ctx, p, slow, marker)
@@ -260,7 +263,7 @@ func TestClusterHostDies(t *testing.T) {
 	}
 	first, _ := os.ReadFile(marker)
 	doomed.Process.Kill()
-	startHost(t, s.URL())
+	startHost(t, s.WorkerURL())
 	start := time.Now()
 	pid, err := f.Wait(ctx)
 	if err != nil {
@@ -293,5 +296,59 @@ func TestClusterNoWorker(t *testing.T) {
 func TestServerNeedsTLSOffLoopback(t *testing.T) {
 	if _, err := natspool.StartServer(natspool.ServerOptions{Host: "0.0.0.0"}); err == nil || !strings.Contains(err.Error(), "needs TLS") {
 		t.Errorf("got %v", err)
+	}
+}
+
+func TestWorkerCredentials(t *testing.T) {
+	// A worker host's credentials pull and acknowledge tasks, and no more;
+	// a wrong password is refused.
+	ctx := bounded(t, 30*time.Second)
+	s := startServer(t)
+	p := newPool(t, ctx, natspool.Options{URL: s.URL()}) // makes the stream
+	_ = p
+	wrong := strings.Replace(s.WorkerURL(), "worker:", "worker:x", 1)
+	err := natspool.RunWorker(ctx, natspool.WorkerOptions{Options: natspool.Options{URL: wrong}})
+	if err == nil || !strings.Contains(err.Error(), "uthorization") {
+		t.Errorf("a worker host with a wrong password: got %v", err)
+	}
+	if pass := strings.TrimPrefix(strings.SplitN(wrong, "@", 2)[0], "nats://worker:"); strings.Contains(fmt.Sprint(err), pass) {
+		t.Errorf("the error shows the password: %v", err)
+	}
+
+	nc, err := nats.Connect(s.WorkerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A refused publish gets no acknowledgement: each waits 2s at most.
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := js.Publish(short, "mp.tasks.forged", []byte("x")); err == nil {
+		t.Error("a worker's credentials published a task")
+	}
+	short, cancel = context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(short, "MP_TASKS"); err == nil {
+		t.Error("a worker's credentials deleted the task stream")
+	}
+	short, cancel = context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := js.Consumer(short, "MP_TASKS", "mp-workers"); err != nil {
+		t.Errorf("a worker's credentials cannot see its consumer: %v", err)
+	}
+	admin, err := nats.Connect(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	short, cancel = context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := ajs.Stream(short, "MP_TASKS"); err != nil {
+		t.Errorf("the stream is gone: %v", err)
 	}
 }

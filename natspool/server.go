@@ -29,16 +29,17 @@ type ServerOptions struct {
 }
 
 // Server is a NATS server with JetStream embedded in this process (head
-// mode): pools and worker hosts connect to it by URL, which carries the
-// token that it requires.
+// mode): pools and worker hosts connect to it by URL, each with a user and
+// password of its own (URL and WorkerURL).
 type Server struct {
-	s       *server.Server
-	url     string
-	tempDir string
+	s              *server.Server
+	url, workerURL string
+	tempDir        string
 }
 
-// StartServer starts an embedded NATS server with JetStream, which
-// requires a random token of every client, and waits until it is ready.
+// StartServer starts an embedded NATS server with JetStream, with two
+// users of random passwords (see URL and WorkerURL), and waits until it is
+// ready.
 func StartServer(opts ServerOptions) (*Server, error) {
 	host := opts.Host
 	if host == "" {
@@ -64,15 +65,31 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	if maxStore == 0 {
 		maxStore = 1 << 30
 	}
-	token := randomID() + randomID()
+	// Two users: pools, which may do anything, and worker hosts, which
+	// may only pull, heartbeat and acknowledge tasks, publish outcomes and
+	// answer the questions pools ask them.
+	poolPass, workerPass := randomID()+randomID(), randomID()+randomID()
+	workerPerms := &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"$JS.API.CONSUMER.MSG.NEXT." + streamName + "." + consumerName,
+			"$JS.API.CONSUMER.INFO." + streamName + "." + consumerName,
+			"$JS.ACK." + streamName + "." + consumerName + ".>",
+			resultsPfx + ".>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{
+			"_INBOX.>", servesSubj + ".*", cancelPfx + ".*",
+		}},
+		Response: &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
+	}
 	sopts := &server.Options{
 		Host: host, Port: port, JetStream: true, StoreDir: dir,
 		JetStreamMaxStore: maxStore, JetStreamMaxMemory: 64 << 20,
-		NoSigs: true, NoLog: true, Authorization: token,
+		NoSigs: true, NoLog: true,
+		Users: []*server.User{
+			{Username: "pool", Password: poolPass},
+			{Username: "worker", Password: workerPass, Permissions: workerPerms},
+		},
 		TLSConfig: opts.TLS,
-	}
-	if opts.TLS != nil {
-		sopts.TLS = true
 	}
 	s, err := server.NewServer(sopts)
 	if err != nil {
@@ -91,14 +108,21 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	if opts.TLS != nil {
 		scheme = "tls"
 	}
-	u := url.URL{Scheme: scheme, User: url.User(token), Host: net.JoinHostPort(host, strconv.Itoa(addr.Port))}
-	srv.url = u.String()
+	hostPort := net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	srv.url = (&url.URL{Scheme: scheme, User: url.UserPassword("pool", poolPass), Host: hostPort}).String()
+	srv.workerURL = (&url.URL{Scheme: scheme, User: url.UserPassword("worker", workerPass), Host: hostPort}).String()
 	return srv, nil
 }
 
-// URL is what pools and worker hosts connect to, token included: give it
-// to the worker hosts (Options.URL), and keep it as secret as the token.
+// URL is what pools connect to (NewPool's Options.URL), with the pools'
+// user and password in it.
 func (s *Server) URL() string { return s.url }
+
+// WorkerURL is what worker hosts connect to (RunWorker's Options.URL),
+// with the worker hosts' user and password in it: they may pull, heartbeat
+// and acknowledge tasks and publish outcomes, and nothing else (not
+// publish tasks, not change the stream). Keep it secret.
+func (s *Server) WorkerURL() string { return s.workerURL }
 
 // Shutdown stops the server, and removes its temporary store.
 func (s *Server) Shutdown() {

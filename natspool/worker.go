@@ -40,14 +40,26 @@ func RunWorker(ctx context.Context, opts WorkerOptions) error {
 	if ctx == nil {
 		return errors.New("natspool: RunWorker: nil Context")
 	}
-	nc, js, _, err := opts.connect(ctx, "mp worker host "+hostname())
+	nc, js, err := opts.dial("mp worker host " + hostname())
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	cons, err := js.Consumer(ctx, streamName, consumerName)
-	if err != nil {
-		return fmt.Errorf("natspool: the workers' consumer: %w", err)
+	// The first pool makes the stream and the consumer: wait for them.
+	var cons jetstream.Consumer
+	for {
+		cons, err = js.Consumer(ctx, streamName, consumerName)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("natspool: the workers' consumer on %s: %w", redact(opts.URL), err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	pool, err := mp.NewPool(ctx, opts.Pool)
 	if err != nil {

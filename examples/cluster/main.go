@@ -72,7 +72,7 @@ func head() error {
 	var hosts []*exec.Cmd
 	for _, name := range []string{"host-a", "host-b"} {
 		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), urlEnv+"="+srv.URL(), nameEnv+"="+name)
+		cmd.Env = append(os.Environ(), urlEnv+"="+srv.WorkerURL(), nameEnv+"="+name)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			return err
