@@ -368,7 +368,7 @@ func (b *backend) maxDeliveries(m *nats.Msg) {
 		return
 	}
 	b.stream.DeleteMsg(b.ctx, adv.StreamSeq)
-	b.finish(id, nil, fmt.Errorf("%w: delivered %d times, never acknowledged", ErrWorkersLost, adv.Deliveries))
+	b.finish(id, nil, fmt.Errorf("%w: %d deliveries to worker hosts, none acknowledged", ErrWorkersLost, adv.Deliveries))
 }
 
 // Cancel tells the hosts to stop t, and takes it out of the stream if no

@@ -352,3 +352,30 @@ func TestWorkerCredentials(t *testing.T) {
 		t.Errorf("the stream is gone: %v", err)
 	}
 }
+
+func TestClusterWorkersLost(t *testing.T) {
+	// With no redelivery, a task whose host dies fails with ErrWorkersLost
+	// once AckWait has passed.
+	ctx := bounded(t, 60*time.Second)
+	s := startServer(t)
+	doomed := startHost(t, s.WorkerURL())
+	p := newPool(t, ctx, natspool.Options{URL: s.URL(), Retries: -1})
+	marker := filepath.Join(t.TempDir(), "pid")
+	f := mp.ApplyAsync(ctx, p, slow, marker)
+	for {
+		if _, err := os.Stat(marker); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the task never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	doomed.Process.Kill()
+	start := time.Now()
+	_, err := f.Wait(ctx)
+	if !errors.Is(err, natspool.ErrWorkersLost) {
+		t.Fatalf("got %v, want ErrWorkersLost", err)
+	}
+	t.Logf("failed %v after the kill: %v", time.Since(start), err)
+}
