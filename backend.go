@@ -151,13 +151,18 @@ type outcomeErr struct {
 // RunTask runs a task that a Backend carried here on p, this machine's
 // pool, as a local call would, with all of p's isolation (a crash fails
 // only this task, TaskTimeout kills it, and so on), and returns its
-// outcome, encoded for Task.Done on the other side. The error is for a
-// task that could not be started at all (p is closed, or fn is not
-// registered here); the outcome carries the task's own failures.
-func RunTask(ctx context.Context, p *Pool, fn string, items int, args []byte, deadline time.Time, timeout time.Duration) ([]byte, error) {
+// outcome, encoded for Task.Done on the other side. t is the task as the
+// submitting pool made it (its ID, Func, Items, Args, Deadline, Timeout)
+// with Attempt counting the times it was carried here before; its
+// function sees ID and Attempt in its TaskInfo. A zero Timeout is p's
+// TaskTimeout. The error is for a task that could not be started at all
+// (p is closed, or Func is not registered here); the outcome carries the
+// task's own failures.
+func RunTask(ctx context.Context, p *Pool, t *Task) ([]byte, error) {
 	if ctx == nil {
 		return nil, nilContext("RunTask")
 	}
+	fn, items, args, deadline, timeout := t.Func, t.Items, t.Args, t.Deadline, t.Timeout
 	if items < 1 {
 		return nil, fmt.Errorf("mp: RunTask: %d items", items)
 	}
@@ -174,6 +179,7 @@ func RunTask(ctx context.Context, p *Pool, fn string, items int, args []byte, de
 	}
 	c := &rawCollector{done: make(chan struct{})}
 	c.fn, c.timeout = fn, timeout
+	c.ref, c.attempt = max(t.ID, 1), t.Attempt
 	c.ctx, c.cancel = context.WithCancelCause(ctx)
 	defer c.cancel(nil)
 	c.deadline, _ = c.ctx.Deadline()

@@ -35,7 +35,7 @@ func (b *loopback) Run(t *mp.Task) {
 	b.runs++
 	b.mu.Unlock()
 	go func() {
-		out, err := mp.RunTask(ctx, b.host, t.Func, t.Items, t.Args, t.Deadline, t.Timeout)
+		out, err := mp.RunTask(ctx, b.host, t)
 		b.mu.Lock()
 		delete(b.cancels, t)
 		b.mu.Unlock()

@@ -26,6 +26,10 @@ type call struct {
 		forget(u *unit)          // u was replaced by other units: its progress is void
 	}
 	stopWatch func() bool
+	// ref and attempt, for a call that runs a task a Backend carried here
+	// (RunTask): what its function sees as its TaskInfo.
+	ref     uint64
+	attempt int
 	nowait    bool // fail with ErrQueueFull rather than wait for room in the queue
 	handles   bool // its argument type may hold shared objects
 }
@@ -56,7 +60,8 @@ type unit struct {
 	// by the unit until it is released or replaced (see dropHandles).
 	handles []*handle
 	attempt int
-	headBuf [48]byte // head's array, if it fits
+	headBuf [64]byte // head's array, if it fits
+	ref     uint64   // the ID its function sees (TaskInfo), given when first sent
 
 	flight // guarded by the pool's mutex while the unit is in flight
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -304,5 +305,42 @@ func TestProcessResult(t *testing.T) {
 	case <-p.Done():
 	case <-ctx.Done():
 		t.Fatal("the process never exited")
+	}
+}
+
+// taskInfo exits the first time it runs for a marker file (made then),
+// and returns its TaskInfo the next.
+var taskInfo = mp.Register("test.task-info", func(ctx context.Context, marker string) (mp.TaskInfo, error) {
+	ti, ok := mp.TaskInfoFrom(ctx)
+	if !ok {
+		return ti, errors.New("no TaskInfo in the task's ctx")
+	}
+	if marker != "" {
+		if _, err := os.Stat(marker); err != nil {
+			os.WriteFile(marker, nil, 0o600)
+			os.Exit(1)
+		}
+	}
+	return ti, nil
+})
+
+func TestTaskInfo(t *testing.T) {
+	t.Parallel()
+	ctx := bounded(t, 30*time.Second)
+	got, err, _ := spawnWait(t, taskInfo, "")
+	if err != nil || got.ID == 0 || got.Attempt != 0 {
+		t.Errorf("in a Spawn: %+v, %v", got, err)
+	}
+	p := newPool(t, mp.PoolOptions{Workers: 1, Retries: 1})
+	first, err := mp.Apply(ctx, p, taskInfo, "")
+	if err != nil || first.Attempt != 0 {
+		t.Fatalf("in a pool: %+v, %v", first, err)
+	}
+	again, err := mp.Apply(ctx, p, taskInfo, filepath.Join(t.TempDir(), "ran"))
+	if err != nil || again.Attempt != 1 || again.ID == first.ID {
+		t.Errorf("a task run again after its worker died: %+v, %v; want attempt 1 and an ID of its own", again, err)
+	}
+	if _, ok := mp.TaskInfoFrom(ctx); ok {
+		t.Error("a TaskInfo in a context that is no task's")
 	}
 }

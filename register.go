@@ -259,6 +259,7 @@ func Main() {
 		Describe:    describeError,
 		OnHello:     func(h wire.Hello) { workerName.Store(&h.Name) },
 		Warm:        warmUp.name,
+		WithTask:    withTaskInfo,
 
 		NotRegistered: ErrNotRegistered,
 		TaskTimeout:   ErrTaskTimeout,
@@ -296,3 +297,30 @@ func Registered(name string) bool {
 // as a worker checks them against its parent's at start: a worker host
 // (see Backend) takes tasks only from a submitter of the same Build.
 func Build() string { return freeze() }
+
+// TaskInfo is what a task's function may know of the task: its ctx
+// carries it (TaskInfoFrom).
+type TaskInfo struct {
+	// ID identifies the task in its pool (with a Backend, in the
+	// submitting pool): the same each time the task runs again after its
+	// worker was lost. A chunk split to find the item at fault runs as new
+	// tasks, with IDs of their own.
+	ID uint64
+	// Attempt is 0 the first time the task runs, and counts the times it
+	// ran again after its worker (or, with a Backend, its worker host) was
+	// lost (PoolOptions.Retries).
+	Attempt int
+}
+
+type taskInfoKey struct{}
+
+func withTaskInfo(ctx context.Context, id uint64, attempt int) context.Context {
+	return context.WithValue(ctx, taskInfoKey{}, TaskInfo{ID: id, Attempt: attempt})
+}
+
+// TaskInfoFrom returns the TaskInfo of the task whose function got ctx (or
+// a context made from it), and false for any other context.
+func TaskInfoFrom(ctx context.Context) (TaskInfo, bool) {
+	ti, ok := ctx.Value(taskInfoKey{}).(TaskInfo)
+	return ti, ok
+}

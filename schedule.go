@@ -54,6 +54,14 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 		}
 		p.nextID++
 		u.id = p.nextID
+		if u.ref == 0 {
+			u.ref = u.id
+		}
+		if ref := u.c.ref; ref != 0 {
+			wire.SetTaskRef(u.head, ref, u.c.attempt+u.attempt)
+		} else {
+			wire.SetTaskRef(u.head, u.ref, u.attempt)
+		}
 		if len(s.inflight) == 0 {
 			s.headSince = now
 		}

@@ -42,17 +42,24 @@ var (
 		time.Sleep(time.Millisecond)
 		return [2]int{x, os.Getpid()}, nil
 	})
-	// slow writes its pid to the file at path, then takes two seconds.
-	slow = mp.Register("natspool.test.slow", func(ctx context.Context, path string) (int, error) {
+	// attempt returns the task's attempt, and its ID.
+	attempt = mp.Register("natspool.test.attempt", func(ctx context.Context, _ int) (mp.TaskInfo, error) {
+		ti, _ := mp.TaskInfoFrom(ctx)
+		return ti, nil
+	})
+	// slow writes its pid to the file at path, then takes two seconds; it
+	// returns its pid and its attempt.
+	slow = mp.Register("natspool.test.slow", func(ctx context.Context, path string) ([2]int, error) {
 		if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
-			return 0, err
+			return [2]int{}, err
 		}
 		select {
 		case <-time.After(2 * time.Second):
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return [2]int{}, ctx.Err()
 		}
-		return os.Getpid(), nil
+		ti, _ := mp.TaskInfoFrom(ctx)
+		return [2]int{os.Getpid(), ti.Attempt}, nil
 	})
 )
 
@@ -265,16 +272,22 @@ func TestClusterHostDies(t *testing.T) {
 	doomed.Process.Kill()
 	startHost(t, s.WorkerURL())
 	start := time.Now()
-	pid, err := f.Wait(ctx)
+	got, err := f.Wait(ctx)
 	if err != nil {
 		t.Fatalf("the task after its host died: %v", err)
 	}
-	if strconv.Itoa(pid) == string(first) {
-		t.Errorf("the result came from the worker that died (%d)", pid)
+	if strconv.Itoa(got[0]) == string(first) {
+		t.Errorf("the result came from the worker that died (%d)", got[0])
+	}
+	if got[1] != 1 {
+		t.Errorf("the task's Attempt on its second host: %d, want 1", got[1])
 	}
 	t.Logf("the task ran again on another host, done %v after the kill", time.Since(start))
 	if st := p.Stats(); st.TasksDone != 1 {
 		t.Errorf("%d tasks done, want 1", st.TasksDone)
+	}
+	if ti, err := mp.Apply(ctx, p, attempt, 0); err != nil || ti.ID == 0 || ti.Attempt != 0 {
+		t.Errorf("a task's TaskInfo on a worker host: %+v, %v", ti, err)
 	}
 }
 

@@ -208,7 +208,13 @@ func (h *host) run(work context.Context, msg jetstream.Msg) {
 		}
 	}()
 
-	out, err := mp.RunTask(ctx, h.pool, hd.Get(hFunc), items, msg.Data(), deadline, time.Duration(timeout))
+	ref, _ := strconv.ParseUint(id, 10, 64)
+	attempt := 0
+	if md, err := msg.Metadata(); err == nil {
+		attempt = int(md.NumDelivered) - 1
+	}
+	out, err := mp.RunTask(ctx, h.pool, &mp.Task{ID: ref, Func: hd.Get(hFunc), Items: items, Args: msg.Data(),
+		Attempt: attempt, Deadline: deadline, Timeout: time.Duration(timeout)})
 	if work.Err() != nil { // the host stops: another host is to run it
 		msg.Nak()
 		return

@@ -15,6 +15,8 @@ type Task struct {
 	Deadline time.Time     // zero: none; the caller's deadline
 	Timeout  time.Duration // zero: none; counted from when the task starts
 	N        int
+	Ref      uint64 // the caller's ID for the task, the same each time it runs; 0: the frame's
+	Attempt  int    // 0 the first time it runs
 	Args     []byte
 }
 
@@ -22,12 +24,14 @@ type Task struct {
 // which follow it to the end of the frame:
 //
 //	u16 name length, name, i64 deadline (Unix ns, 0 for none),
-//	i64 timeout (ns, 0 for none), u32 N.
+//	i64 timeout (ns, 0 for none), u32 N, u64 ref, u32 attempt.
+//
+// The last two are at the header's end, for SetTaskRef.
 //
 // Sending the header and t.Args as two parts to [Writer.Write] never copies
 // the arguments.
 func AppendTaskHeader(dst []byte, t Task) []byte {
-	dst = slices.Grow(dst, 2+len(t.Func)+8+8+4)
+	dst = slices.Grow(dst, 2+len(t.Func)+8+8+4+taskRefSize)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(t.Func)))
 	dst = append(dst, t.Func...)
 	var d int64
@@ -36,7 +40,18 @@ func AppendTaskHeader(dst []byte, t Task) []byte {
 	}
 	dst = binary.BigEndian.AppendUint64(dst, uint64(d))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(t.Timeout))
-	return binary.BigEndian.AppendUint32(dst, uint32(t.N))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(t.N))
+	dst = binary.BigEndian.AppendUint64(dst, t.Ref)
+	return binary.BigEndian.AppendUint32(dst, uint32(t.Attempt))
+}
+
+const taskRefSize = 8 + 4
+
+// SetTaskRef sets the ref and attempt of a header AppendTaskHeader made.
+func SetTaskRef(head []byte, ref uint64, attempt int) {
+	tail := head[len(head)-taskRefSize:]
+	binary.BigEndian.PutUint64(tail, ref)
+	binary.BigEndian.PutUint32(tail[8:], uint32(attempt))
 }
 
 // maxDeadline is the last deadline a task header can carry: about 2262,
@@ -59,6 +74,8 @@ func ParseTask(b []byte) (Task, error) {
 	if t.N == 0 && p.err == nil {
 		p.err = fmt.Errorf("%w: task of no items", ErrMalformed)
 	}
+	t.Ref = p.u64()
+	t.Attempt = p.int32()
 	t.Args = p.rest()
 	return t, p.done("task")
 }

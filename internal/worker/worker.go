@@ -44,6 +44,10 @@ type Config struct {
 	OnFDs func(ids []uint64, fds []int)
 	// OnForget drops handles the parent has closed.
 	OnForget func(ids []uint64)
+	// WithTask gives a task's context what its function may read of it:
+	// its ID (the frame's, unless the task carries its caller's) and its
+	// attempt.
+	WithTask func(ctx context.Context, id uint64, attempt int) context.Context
 	// Warm names a registered function of an int, run once with 0 by a
 	// spare worker while it waits for its parent's hello, so that the
 	// first task does not pay for code and data touched the first time.
@@ -318,6 +322,13 @@ func (s *server) next() *task {
 				ctx, t.cancel = context.WithDeadline(ctx, t.body.Deadline)
 			} else {
 				ctx, t.cancel = context.WithCancel(ctx)
+			}
+			if s.cfg.WithTask != nil {
+				id := t.body.Ref
+				if id == 0 {
+					id = t.id
+				}
+				ctx = s.cfg.WithTask(ctx, id, t.body.Attempt)
 			}
 			s.running = t
 			t.ctx = ctx
