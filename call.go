@@ -30,8 +30,8 @@ type call struct {
 	// (RunTask): what its function sees as its TaskInfo.
 	ref     uint64
 	attempt int
-	nowait    bool // fail with ErrQueueFull rather than wait for room in the queue
-	handles   bool // its argument type may hold shared objects
+	nowait  bool // fail with ErrQueueFull rather than wait for room in the queue
+	handles bool // its argument type may hold shared objects
 }
 
 // unit is one task: a chunk of consecutive items of a call.
