@@ -247,7 +247,7 @@ func (q *Queue[T]) TaskDone() error {
 	done := q.r.u64(rTasksDone)
 	for {
 		n := atomic.LoadUint64(done)
-		if n >= atomic.LoadUint64(q.r.u64(rPut)) {
+		if n >= q.r.puts() {
 			return errors.New("mp: Queue.TaskDone called more times than values were put")
 		}
 		if atomic.CompareAndSwapUint64(done, n, n+1) {
@@ -269,7 +269,7 @@ func (q *Queue[T]) Join(ctx context.Context) error {
 	seq := q.r.w(rDoneSeq)
 	for {
 		seen := atomic.LoadUint32(seq)
-		if atomic.LoadUint64(q.r.u64(rTasksDone)) >= atomic.LoadUint64(q.r.u64(rPut)) {
+		if atomic.LoadUint64(q.r.u64(rTasksDone)) >= q.r.puts() {
 			return nil
 		}
 		if ctx.Err() != nil {

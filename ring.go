@@ -373,6 +373,14 @@ func (r ring) close() {
 	r.wake(rDataSeq, rGetWaiters)
 }
 
+// puts returns how many messages were put: those counted by producers, or
+// more if consumers have passed more (a producer counts a message just
+// after it publishes it, and may die in between).
+func (r ring) puts() uint64 {
+	got := atomic.LoadUint64(r.u64(rGot))
+	return max(atomic.LoadUint64(r.u64(rPut)), got)
+}
+
 // len returns how many whole messages the ring holds. After a death it
 // may be one off for a moment, never below 0.
 func (r ring) len() int64 {
