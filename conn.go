@@ -51,10 +51,13 @@ type WorkerOptions struct {
 	MaxMessageSize int
 	// KeepSpare makes Spawn keep one worker process started ahead of time,
 	// idle, for the next Spawn that sets it too: that Spawn then takes the
-	// spare and has its result in about 0.2 ms (BenchmarkSpawnWarm) instead
-	// of the 3 ms a process takes to start here, mostly Go's runtime
-	// starting (building without cgo, CGO_ENABLED=0, takes a little off
-	// that too). Each Spawn that takes the spare starts the next one in the
+	// spare, and Process.Result has the result about 1 ms later on a loaded
+	// 2-core machine (BenchmarkSpawnWarm), instead of the 3 to 16 ms a
+	// process takes to start there, mostly Go's runtime starting (building
+	// without cgo, CGO_ENABLED=0, takes a little off that too). While it
+	// waits, the spare runs a task's path once (mp.warm-up), so that the
+	// first real one does not pay for it. Process.Wait waits for the exit
+	// too, which takes the kernel 2 to 3 ms more. Each Spawn that takes the spare starts the next one in the
 	// background. The spare costs one idle process, about 5 MiB of memory;
 	// it exits with the program (however the program ends), and is started
 	// only for options whose Env, Dir, Stdout, Stderr and WaitDelay are
