@@ -112,7 +112,7 @@ func FuzzParseResult(f *testing.F) {
 			t.Fatalf("got %d failures among %d items, want it refused", len(r.Failures), r.N)
 		}
 		for _, fail := range r.Failures {
-			if fail.Index < 0 || fail.Index >= r.N || fail.Status < StatusError || fail.Status > StatusPanic {
+			if fail.Index < 0 || fail.Index >= r.N || fail.Status < StatusError || fail.Status > StatusLost {
 				t.Fatalf("got failure %+v among %d items, want it refused", fail, r.N)
 			}
 		}
