@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/natspool"
@@ -63,7 +64,10 @@ var (
 	})
 )
 
-const hostEnv = "NATSPOOL_TEST_HOST"
+const (
+	hostEnv = "NATSPOOL_TEST_HOST"
+	seedEnv = "NATSPOOL_TEST_SEED" // the nkey seed file of a host, if it uses one
+)
 
 // ackWait is short, so that a lost host's tasks come back quickly.
 const ackWait = 2 * time.Second
@@ -75,7 +79,7 @@ func TestMain(m *testing.M) {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
 		err := natspool.RunWorker(ctx, natspool.WorkerOptions{
-			Options: natspool.Options{URL: url, AckWait: ackWait},
+			Options: natspool.Options{URL: url, AckWait: ackWait, NKeySeedFile: os.Getenv(seedEnv)},
 			Pool:    mp.PoolOptions{Workers: 2},
 		})
 		if err != nil {
@@ -97,12 +101,23 @@ func startServer(t *testing.T) *natspool.Server {
 	return s
 }
 
+// startNkeyHost starts a worker host that authenticates with the server's
+// worker nkey.
+func startNkeyHost(t testing.TB, s *natspool.Server) *exec.Cmd {
+	t.Helper()
+	seed := filepath.Join(t.TempDir(), "worker.nk")
+	if err := s.WriteWorkerSeed(seed); err != nil {
+		t.Fatal(err)
+	}
+	return startHost(t, s.Addr(), seedEnv+"="+seed)
+}
+
 // startHost starts a worker host process; the test's end stops it with
 // SIGTERM (a kill, if it has not exited within 10s).
-func startHost(t testing.TB, url string) *exec.Cmd {
+func startHost(t testing.TB, url string, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), hostEnv+"="+url)
+	cmd.Env = append(append(os.Environ(), hostEnv+"="+url), env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -255,7 +270,7 @@ func TestClusterHostDies(t *testing.T) {
 	// after AckWait, and its outcome reaches the call once.
 	ctx := bounded(t, 90*time.Second)
 	s := startServer(t)
-	doomed := startHost(t, s.WorkerURL())
+	doomed := startNkeyHost(t, s)
 	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
 	marker := filepath.Join(t.TempDir(), "pid")
 	f := mp.ApplyAsync(ctx, p, slow, marker)
@@ -270,7 +285,7 @@ func TestClusterHostDies(t *testing.T) {
 	}
 	first, _ := os.ReadFile(marker)
 	doomed.Process.Kill()
-	startHost(t, s.WorkerURL())
+	startNkeyHost(t, s)
 	start := time.Now()
 	got, err := f.Wait(ctx)
 	if err != nil {
@@ -326,6 +341,15 @@ func TestWorkerCredentials(t *testing.T) {
 	}
 	if pass := strings.TrimPrefix(strings.SplitN(wrong, "@", 2)[0], "nats://worker:"); strings.Contains(fmt.Sprint(err), pass) {
 		t.Errorf("the error shows the password: %v", err)
+	}
+	// An nkey the server does not know is refused too.
+	kp, _ := nkeys.CreateUser()
+	seed, _ := kp.Seed()
+	stranger := filepath.Join(t.TempDir(), "stranger.nk")
+	os.WriteFile(stranger, seed, 0o600)
+	err = natspool.RunWorker(ctx, natspool.WorkerOptions{Options: natspool.Options{URL: s.Addr(), NKeySeedFile: stranger}})
+	if err == nil || !strings.Contains(err.Error(), "uthorization") {
+		t.Errorf("a worker host with an unknown nkey: got %v", err)
 	}
 
 	nc, err := nats.Connect(s.WorkerURL())

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 // ServerOptions configures StartServer.
@@ -29,12 +30,14 @@ type ServerOptions struct {
 }
 
 // Server is a NATS server with JetStream embedded in this process (head
-// mode): pools and worker hosts connect to it by URL, each with a user and
-// password of its own (URL and WorkerURL).
+// mode): pools connect to it by URL, with a user and password; worker
+// hosts by Addr with the nkey seed of WriteWorkerSeed, or by WorkerURL,
+// with a user and password of their own.
 type Server struct {
-	s              *server.Server
-	url, workerURL string
-	tempDir        string
+	s                        *server.Server
+	url, workerURL, plainURL string
+	workerSeed               []byte
+	tempDir                  string
 }
 
 // StartServer starts an embedded NATS server with JetStream, with two
@@ -81,6 +84,15 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		}},
 		Response: &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute},
 	}
+	// Worker hosts may also authenticate with an nkey: its seed signs a
+	// challenge, and nothing secret crosses the network.
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		srv.removeTemp()
+		return nil, fmt.Errorf("natspool: StartServer: making the workers' nkey: %w", err)
+	}
+	workerPub, _ := kp.PublicKey()
+	srv.workerSeed, _ = kp.Seed()
 	sopts := &server.Options{
 		Host: host, Port: port, JetStream: true, StoreDir: dir,
 		JetStreamMaxStore: maxStore, JetStreamMaxMemory: 64 << 20,
@@ -89,6 +101,7 @@ func StartServer(opts ServerOptions) (*Server, error) {
 			{Username: "pool", Password: poolPass},
 			{Username: "worker", Password: workerPass, Permissions: workerPerms},
 		},
+		Nkeys:     []*server.NkeyUser{{Nkey: workerPub, Permissions: workerPerms}},
 		TLSConfig: opts.TLS,
 	}
 	s, err := server.NewServer(sopts)
@@ -111,6 +124,7 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	hostPort := net.JoinHostPort(host, strconv.Itoa(addr.Port))
 	srv.url = (&url.URL{Scheme: scheme, User: url.UserPassword("pool", poolPass), Host: hostPort}).String()
 	srv.workerURL = (&url.URL{Scheme: scheme, User: url.UserPassword("worker", workerPass), Host: hostPort}).String()
+	srv.plainURL = (&url.URL{Scheme: scheme, Host: hostPort}).String()
 	return srv, nil
 }
 
@@ -123,6 +137,27 @@ func (s *Server) URL() string { return s.url }
 // and acknowledge tasks and publish outcomes, and nothing else (not
 // publish tasks, not change the stream). Keep it secret.
 func (s *Server) WorkerURL() string { return s.workerURL }
+
+// Addr is the server's URL with no credentials in it, for worker hosts that
+// authenticate with the nkey of WriteWorkerSeed.
+func (s *Server) Addr() string { return s.plainURL }
+
+// WriteWorkerSeed writes the worker hosts' nkey seed to a new file at path
+// (mode 0600): a worker host given Addr as its URL and the file as its
+// Options.NKeySeedFile authenticates with it, with the rights of
+// WorkerURL's user, and no secret crosses the network. Prefer it to
+// WorkerURL off this machine.
+func (s *Server) WriteWorkerSeed(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(s.workerSeed)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // Shutdown stops the server, and removes its temporary store.
 func (s *Server) Shutdown() {

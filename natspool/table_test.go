@@ -96,7 +96,7 @@ func TestSameCallsBothPools(t *testing.T) {
 	}
 	defer local.Close()
 	s := startServer(t)
-	startHost(t, s.WorkerURL())
+	startNkeyHost(t, s)
 	startHost(t, s.WorkerURL())
 	remote := newPool(t, ctx, natspool.Options{URL: s.URL()})
 	for _, pool := range []struct {

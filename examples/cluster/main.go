@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
@@ -21,9 +22,11 @@ import (
 	"github.com/go-mp/mp/natspool"
 )
 
-// The environment of a worker host: the server's URL, and its name.
+// The environment of a worker host: the server's URL, its nkey seed file,
+// and its name.
 const (
 	urlEnv  = "CLUSTER_EXAMPLE_URL"
+	seedEnv = "CLUSTER_EXAMPLE_SEED"
 	nameEnv = "CLUSTER_EXAMPLE_HOST"
 )
 
@@ -39,7 +42,7 @@ var square = mp.Register("cluster.square", func(ctx context.Context, x int) (ran
 func main() {
 	mp.Main()
 	if url := os.Getenv(urlEnv); url != "" {
-		workerHost(url)
+		workerHost(url, os.Getenv(seedEnv))
 		return
 	}
 	if err := head(); err != nil {
@@ -47,12 +50,13 @@ func main() {
 	}
 }
 
-// workerHost runs tasks until SIGTERM.
-func workerHost(url string) {
+// workerHost runs tasks until SIGTERM, authenticated by the nkey in the
+// seed file.
+func workerHost(url, seed string) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	err := natspool.RunWorker(ctx, natspool.WorkerOptions{
-		Options: natspool.Options{URL: url},
+		Options: natspool.Options{URL: url, NKeySeedFile: seed},
 		Pool:    mp.PoolOptions{Workers: 2},
 	})
 	if err != nil {
@@ -69,10 +73,20 @@ func head() error {
 	}
 	defer srv.Shutdown()
 
+	// The worker hosts' credential: an nkey seed, in a file only they read.
+	dir, err := os.MkdirTemp("", "cluster")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	seed := filepath.Join(dir, "worker.nk")
+	if err := srv.WriteWorkerSeed(seed); err != nil {
+		return err
+	}
 	var hosts []*exec.Cmd
 	for _, name := range []string{"host-a", "host-b"} {
 		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), urlEnv+"="+srv.WorkerURL(), nameEnv+"="+name)
+		cmd.Env = append(os.Environ(), urlEnv+"="+srv.Addr(), seedEnv+"="+seed, nameEnv+"="+name)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			return err
