@@ -340,7 +340,7 @@ func (o outcomeErr) error() error {
 		return &ExitError{PID: o.PID, Output: o.Output, Reason: o.Reason, Host: o.Host,
 			remote: &remoteExit{code: o.Code, signal: syscall.Signal(o.Signal)}}
 	case "timeout":
-		return &prefixedError{prefix: "mp: ", err: errors.New(trimPrefixString(o.Msg)), sentinel: ErrTaskTimeout}
+		return &prefixedError{prefix: "mp: ", err: errors.New(trimPrefix(errors.New(o.Msg))), sentinel: ErrTaskTimeout}
 	case "deadline":
 		return context.DeadlineExceeded
 	case "canceled":
@@ -359,11 +359,4 @@ func decodeOutcome(b []byte, n int) (wire.Result, error) {
 		err = fmt.Errorf("%w: %d results for %d items", wire.ErrMalformed, res.N, n)
 	}
 	return res, err
-}
-
-func trimPrefixString(s string) string {
-	if len(s) > 4 && s[:4] == "mp: " {
-		return s[4:]
-	}
-	return s
 }

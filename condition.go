@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-mp/mp/internal/shmem"
 )
@@ -85,10 +84,7 @@ func (c *Condition) Wait(ctx context.Context) error {
 			werr = context.Cause(ctx)
 			break
 		}
-		d := deadPoll
-		if dl, ok := ctx.Deadline(); ok {
-			d = min(d, max(time.Until(dl), time.Millisecond))
-		}
+		d := pollFor(ctx)
 		shmem.Wait(signals, 0, d)
 	}
 	atomic.AddUint32(waiters, ^uint32(0))
@@ -259,10 +255,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 			}
 			return 0, context.Cause(ctx)
 		}
-		d := deadPoll
-		if dl, ok := ctx.Deadline(); ok {
-			d = min(d, max(time.Until(dl), time.Millisecond))
-		}
+		d := pollFor(ctx)
 		shmem.Wait(r, round, d)
 	}
 }

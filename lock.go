@@ -97,6 +97,15 @@ func tryLockWord(w *uint32, contended, checkOwner bool) (bool, error) {
 	}
 }
 
+// pollFor is how long a wait on a shared word sleeps before it looks
+// again: deadPoll, or less if ctx's deadline comes first (at least 1ms).
+func pollFor(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return min(deadPoll, max(time.Until(dl), time.Millisecond))
+	}
+	return deadPoll
+}
+
 // myPID is this process's ID, the owner mark of the locks it holds (read
 // once: getpid is a system call, and processes here never fork).
 var myPID = uint32(os.Getpid())
@@ -129,10 +138,7 @@ func lockWord(ctx context.Context, w *uint32) error {
 			continue
 		}
 		contended = true
-		d := deadPoll
-		if dl, ok := ctx.Deadline(); ok {
-			d = min(d, max(time.Until(dl), time.Millisecond))
-		}
+		d := pollFor(ctx)
 		start := time.Now()
 		shmem.Wait(w, v|waitersBit, d)
 		if time.Since(start) >= d && atomic.LoadUint32(w) == v|waitersBit {

@@ -27,7 +27,10 @@ type Conn[T any] struct {
 	sock       *sockConn // an end from Listen or Dial
 	closed     atomic.Bool
 	checked    atomic.Int64 // when Send last saw the peer alive (unix ns)
-	peerLost   atomic.Bool  // Recv saw the peer closed or dead
+	// sendGone and recvGone tell Send and Recv that the peer is gone,
+	// with their errors (made once, not a closure per value).
+	sendGone, recvGone func() error
+	peerLost           atomic.Bool // Recv saw the peer closed or dead
 }
 
 // The words of a Pipe's segment after its two rings' headers: which
@@ -79,6 +82,7 @@ func (c *Conn[T]) setEnd(i int) {
 		newRing(c.h.mem[ringHeader:2*ringHeader], c.h.mem[4096+pipeRingLen:]),
 	}
 	c.send, c.recv = rings[i], rings[1-i]
+	c.sendGone, c.recvGone = c.peerGone(errPeerGone), c.peerGone(io.EOF)
 }
 
 func (c *Conn[T]) holder(end int) *uint32   { return shmem.Word(c.h.mem, pipeHolder+4*end) }
@@ -170,7 +174,7 @@ func (c *Conn[T]) Send(v T) error {
 	if err != nil {
 		return err
 	}
-	gone := c.peerGone(errPeerGone)
+	gone := c.sendGone
 	// Whether the peer lives is asked at most every deadPoll (it reads
 	// /proc): a value sent just after the peer died is lost, as one
 	// written to a socket is.
@@ -204,7 +208,7 @@ func (c *Conn[T]) Recv(ctx context.Context) (T, error) {
 	if c.sock != nil {
 		return sockRecv[T](c.sock, ctx)
 	}
-	b, err := c.recv.get(ctx, nil, c.peerGone(io.EOF))
+	b, err := c.recv.get(ctx, nil, c.recvGone)
 	if err == io.EOF {
 		c.peerLost.Store(true)
 	}
@@ -224,7 +228,7 @@ func (c *Conn[T]) Poll(timeout time.Duration) (bool, error) {
 		return c.sock.poll(timeout)
 	}
 	deadline := time.Now().Add(timeout)
-	gone := c.peerGone(io.EOF)
+	gone := c.recvGone
 	for {
 		seen := atomic.LoadUint32(c.recv.w(rDataSeq))
 		if !c.recv.empty() || gone() != nil {

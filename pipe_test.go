@@ -49,10 +49,7 @@ func TestPipe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := mp.Spawn(ctx, pipeEchoBack, pipeJob{C: b}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	child := spawn(t, ctx, pipeEchoBack, pipeJob{C: b})
 	b.Close()                           // the child holds it now
 	big := strings.Repeat("x", 200<<10) // streams through the 64 KiB ring
 	for _, v := range []string{"one", big, "three"} {
@@ -89,10 +86,7 @@ func TestPipePeerDied(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	child, err := mp.Spawn(ctx, pipeEchoBack, pipeJob{C: b, N: 1, Exit: true}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	child := spawn(t, ctx, pipeEchoBack, pipeJob{C: b, N: 1, Exit: true})
 	b.Close()
 	a.Send("last")
 	child.Wait(ctx)
@@ -187,10 +181,7 @@ func TestListener(t *testing.T) {
 	if _, err := mp.Dial[string](ctx, "unix", addr, []byte("the wrong key")); !errors.Is(err, mp.ErrAuth) {
 		t.Errorf("Dial with a wrong key: got %v, want ErrAuth", err)
 	}
-	child, err := mp.Spawn(ctx, listenEcho, [2]string{addr, string(key)}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	child := spawn(t, ctx, listenEcho, [2]string{addr, string(key)})
 	c, err := l.Accept(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -69,6 +69,17 @@ func spawnWaitOpts[T, R any](t *testing.T, f mp.Func[T, R], arg T, o mp.WorkerOp
 	return r, err, p
 }
 
+// spawn starts f(arg) in a new process, under ctx, and fails the test if
+// it cannot.
+func spawn[T, R any](t *testing.T, ctx context.Context, f mp.Func[T, R], arg T) *mp.Process[R] {
+	t.Helper()
+	p, err := mp.Spawn(ctx, f, arg, mp.WorkerOptions{})
+	if err != nil {
+		t.Fatalf("Spawn: %v", err)
+	}
+	return p
+}
+
 func TestSpawnResultTyped(t *testing.T) {
 	t.Parallel()
 	got, err, p := spawnWait(t, procPoint, point{X: 1, Y: 2, Tag: "a"})

@@ -7,7 +7,6 @@ import (
 	"iter"
 	"math/bits"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-mp/mp/internal/shmem"
 	"github.com/go-mp/mp/internal/wire"
@@ -275,10 +274,7 @@ func (q *Queue[T]) Join(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		d := deadPoll
-		if dl, ok := ctx.Deadline(); ok {
-			d = min(d, max(time.Until(dl), time.Millisecond))
-		}
+		d := pollFor(ctx)
 		shmem.Wait(seq, seen, d)
 	}
 }

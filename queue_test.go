@@ -50,6 +50,23 @@ var (
 	})
 )
 
+// consumed waits for consumers and returns how many messages came from
+// each producer, checking each consumer's order (checkStreams).
+func consumed(t *testing.T, ctx context.Context, cons []*mp.Process[[]string]) map[string]int {
+	t.Helper()
+	total := map[string]int{}
+	for _, c := range cons {
+		part, err := c.Wait(ctx)
+		if err != nil {
+			t.Fatalf("a consumer: %v", err)
+		}
+		for from, k := range checkStreams(t, part) {
+			total[from] += k
+		}
+	}
+	return total
+}
+
 // checkStreams checks that the messages ("from-i") a consumer got from
 // each producer come in the order it put them, and returns how many came
 // from each.
@@ -89,18 +106,12 @@ func TestQueueManyProcesses(t *testing.T) {
 			}
 			var prods []*mp.Process[int]
 			for _, from := range []string{"a", "b"} {
-				p, err := mp.Spawn(ctx, queueProduce, queueJob{Q: q, From: from, N: n, Size: size}, mp.WorkerOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				p := spawn(t, ctx, queueProduce, queueJob{Q: q, From: from, N: n, Size: size})
 				prods = append(prods, p)
 			}
 			var cons []*mp.Process[[]string]
 			for range 2 {
-				c, err := mp.Spawn(ctx, queueConsume, queueJob{Q: q}, mp.WorkerOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := spawn(t, ctx, queueConsume, queueJob{Q: q})
 				cons = append(cons, c)
 			}
 			pad := strings.Repeat(".", size)
@@ -155,20 +166,11 @@ func TestQueueProducerKilled(t *testing.T) {
 	}
 	ctx := bounded(t, 60*time.Second)
 	const n, size = 200, 100 << 10
-	doomed, err := mp.Spawn(ctx, queueProduce, queueJob{Q: q, From: "k", N: -1, Size: size}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := mp.Spawn(ctx, queueProduce, queueJob{Q: q, From: "a", N: n, Size: size}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	doomed := spawn(t, ctx, queueProduce, queueJob{Q: q, From: "k", N: -1, Size: size})
+	other := spawn(t, ctx, queueProduce, queueJob{Q: q, From: "a", N: n, Size: size})
 	var cons []*mp.Process[[]string]
 	for range 2 {
-		c, err := mp.Spawn(ctx, queueConsume, queueJob{Q: q}, mp.WorkerOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := spawn(t, ctx, queueConsume, queueJob{Q: q})
 		cons = append(cons, c)
 	}
 	time.Sleep(100 * time.Millisecond) // let the streams interleave: the kill lands mid-message or not, both are fine
@@ -178,16 +180,7 @@ func TestQueueProducerKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	q.Close()
-	total := map[string]int{}
-	for _, c := range cons {
-		part, err := c.Wait(ctx)
-		if err != nil {
-			t.Fatalf("a consumer: %v", err)
-		}
-		for from, k := range checkStreams(t, part) {
-			total[from] += k
-		}
-	}
+	total := consumed(t, ctx, cons)
 	if total["a"] != n {
 		t.Errorf("the live producer's messages: %d arrived, want %d", total["a"], n)
 	}
@@ -207,18 +200,9 @@ func TestQueueConsumerKilled(t *testing.T) {
 	defer got.Close()
 	ctx := bounded(t, 60*time.Second)
 	const n, size = 300, 100 << 10
-	doomed, err := mp.Spawn(ctx, queueConsume, queueJob{Q: q, Got: got}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := mp.Spawn(ctx, queueConsume, queueJob{Q: q}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	prod, err := mp.Spawn(ctx, queueProduce, queueJob{Q: q, From: "a", N: n, Size: size}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	doomed := spawn(t, ctx, queueConsume, queueJob{Q: q, Got: got})
+	other := spawn(t, ctx, queueConsume, queueJob{Q: q})
+	prod := spawn(t, ctx, queueProduce, queueJob{Q: q, From: "a", N: n, Size: size})
 	for got.Load() < 5 {
 		if ctx.Err() != nil {
 			t.Fatal("the doomed consumer got nothing")
@@ -326,18 +310,12 @@ func TestQueueManyAtOnce(t *testing.T) {
 	const producers, consumers, n = 6, 6, 150
 	var cons []*mp.Process[[]string]
 	for range consumers {
-		c, err := mp.Spawn(ctx, queueConsume, queueJob{Q: q}, mp.WorkerOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := spawn(t, ctx, queueConsume, queueJob{Q: q})
 		cons = append(cons, c)
 	}
 	var prods []*mp.Process[int]
 	for i := range producers {
-		p, err := mp.Spawn(ctx, queueProduce, queueJob{Q: q, From: fmt.Sprint("p", i), N: n, Size: i * 2500}, mp.WorkerOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := spawn(t, ctx, queueProduce, queueJob{Q: q, From: fmt.Sprint("p", i), N: n, Size: i * 2500})
 		prods = append(prods, p)
 	}
 	for _, p := range prods {
@@ -346,16 +324,7 @@ func TestQueueManyAtOnce(t *testing.T) {
 		}
 	}
 	q.Close()
-	total := map[string]int{}
-	for _, c := range cons {
-		part, err := c.Wait(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for from, k := range checkStreams(t, part) {
-			total[from] += k
-		}
-	}
+	total := consumed(t, ctx, cons)
 	for i := range producers {
 		if from := fmt.Sprint("p", i); total[from] != n {
 			t.Errorf("from %s: %d values arrived, want %d", from, total[from], n)

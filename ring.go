@@ -140,10 +140,7 @@ func (r ring) copyOut(dst []byte, pos uint64, n int) []byte {
 // wait sleeps on the word at off while it is seen, counting itself among
 // the waiters at waitersOff, for at most deadPoll or until ctx's deadline.
 func (r ring) wait(ctx context.Context, off, waitersOff int, seen uint32) {
-	d := deadPoll
-	if dl, ok := ctx.Deadline(); ok {
-		d = min(d, max(time.Until(dl), time.Millisecond))
-	}
+	d := pollFor(ctx)
 	r.waitFor(off, waitersOff, seen, d)
 }
 

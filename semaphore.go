@@ -233,10 +233,7 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 		atomic.AddUint32(s.word(semWaiters), 1)
-		d := deadPoll
-		if dl, ok := ctx.Deadline(); ok {
-			d = min(d, max(time.Until(dl), time.Millisecond))
-		}
+		d := pollFor(ctx)
 		shmem.Wait(c, 0, d)
 		atomic.AddUint32(s.word(semWaiters), ^uint32(0))
 		if time.Since(lastCheck) >= deadPoll {
@@ -324,10 +321,7 @@ func (e *Event) Wait(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
-		d := deadPoll
-		if dl, ok := ctx.Deadline(); ok {
-			d = min(d, max(time.Until(dl), time.Millisecond))
-		}
+		d := pollFor(ctx)
 		shmem.Wait(e.word(), 0, d)
 	}
 	return nil

@@ -150,10 +150,7 @@ func TestRLock(t *testing.T) {
 	}
 
 	// Taken over, once, when its holder dies holding it twice.
-	child, err := mp.Spawn(ctx, rlockHold, syncJob{R: r}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	child := spawn(t, ctx, rlockHold, syncJob{R: r})
 	waitHeld(t, ctx, func() bool {
 		ok, err := r.TryLock()
 		if err != nil {
@@ -200,10 +197,7 @@ func TestSemaphoreOwnerDied(t *testing.T) {
 			}
 			defer s.Close()
 			ctx := bounded(t, 30*time.Second)
-			child, err := mp.Spawn(ctx, semHold, syncJob{S: s, N: 2}, mp.WorkerOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			child := spawn(t, ctx, semHold, syncJob{S: s, N: 2})
 			for s.Value() > 0 {
 				if ctx.Err() != nil {
 					t.Fatal("the child never took its permits")
@@ -320,10 +314,7 @@ func TestBarrier(t *testing.T) {
 	ctx := bounded(t, 60*time.Second)
 	var procs []*mp.Process[string]
 	for range parties - 1 {
-		pr, err := mp.Spawn(ctx, barrierRounds, syncJob{B: b, N: rounds}, mp.WorkerOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		pr := spawn(t, ctx, barrierRounds, syncJob{B: b, N: rounds})
 		procs = append(procs, pr)
 	}
 	var mine []int
@@ -372,10 +363,7 @@ func TestBarrier(t *testing.T) {
 	}
 
 	// Abort wakes a waiting party with ErrBrokenBarrier.
-	pr, err := mp.Spawn(ctx, barrierRounds, syncJob{B: b, N: 1}, mp.WorkerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pr := spawn(t, ctx, barrierRounds, syncJob{B: b, N: 1})
 	for b.Waiting() == 0 {
 		if ctx.Err() != nil {
 			t.Fatal("the party never arrived")
@@ -568,5 +556,46 @@ func TestSemaphoreManyWorkers(t *testing.T) {
 	}
 	if s.Value() != permits || v.Load() != 0 {
 		t.Errorf("after every task: %d permits free, %d holders", s.Value(), v.Load())
+	}
+}
+
+// rlockGuard adds 1 to the Value with a plain load and store, under the
+// RLock taken twice, N times: exclusion between processes keeps every add.
+var rlockGuard = mp.Register("test.rlock.guard", func(ctx context.Context, j syncJob) (int, error) {
+	for range j.N {
+		for range 2 {
+			if err := j.R.Lock(ctx); err != nil {
+				return 0, err
+			}
+		}
+		j.V.Store(j.V.Load() + 1)
+		for range 2 {
+			if err := j.R.Unlock(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return 0, nil
+})
+
+func TestRLockManyWorkers(t *testing.T) {
+	t.Parallel()
+	r, err := mp.NewRLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	v, _ := mp.NewValue[int64](0)
+	defer v.Close()
+	p := newPool(t, mp.PoolOptions{Workers: 16})
+	jobs := make([]syncJob, 160)
+	for i := range jobs {
+		jobs[i] = syncJob{R: r, V: v, N: 50}
+	}
+	if _, err := mp.Map(bounded(t, 120*time.Second), p, rlockGuard, jobs, mp.ChunkSize(1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Load(); got != 8000 {
+		t.Errorf("got %d, want 8000: an RLock let two processes in", got)
 	}
 }

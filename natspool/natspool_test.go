@@ -148,6 +148,20 @@ func newPool(t *testing.T, ctx context.Context, opts natspool.Options) *mp.Pool 
 	return p
 }
 
+// waitStarted waits until slow, running for marker, has written it.
+func waitStarted(t *testing.T, ctx context.Context, marker string) {
+	t.Helper()
+	for {
+		if _, err := os.Stat(marker); err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the task never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func bounded(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
@@ -274,15 +288,7 @@ func TestClusterHostDies(t *testing.T) {
 	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
 	marker := filepath.Join(t.TempDir(), "pid")
 	f := mp.ApplyAsync(ctx, p, slow, marker)
-	for {
-		if _, err := os.Stat(marker); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the task never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitStarted(t, ctx, marker)
 	first, _ := os.ReadFile(marker)
 	doomed.Process.Kill()
 	startNkeyHost(t, s)
@@ -399,15 +405,7 @@ func TestClusterWorkersLost(t *testing.T) {
 	p := newPool(t, ctx, natspool.Options{URL: s.URL(), Retries: -1})
 	marker := filepath.Join(t.TempDir(), "pid")
 	f := mp.ApplyAsync(ctx, p, slow, marker)
-	for {
-		if _, err := os.Stat(marker); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the task never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitStarted(t, ctx, marker)
 	doomed.Process.Kill()
 	start := time.Now()
 	_, err := f.Wait(ctx)
