@@ -38,7 +38,9 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 	for s.retire == "" && len(s.inflight) < s.depthLocked() {
 		if len(s.inflight) > 0 && p.idleLocked(s) {
 			// Do not queue a task behind a running one while another
-			// worker is idle: it goes to that worker instead.
+			// worker is idle, or starting: it goes to that worker instead.
+			// (Queued here, behind a long task, it would start after
+			// later ones that the other worker takes from the queue.)
 			break
 		}
 		u := p.popLocked()
@@ -313,11 +315,18 @@ func (s *slot) sampleMemory(wc *workerConn) memSample {
 	return memSample{rss: worker.RSS(wc.child.PID()), head: head}
 }
 
-// idleLocked reports whether a worker other than s's is ready and idle.
+// idleLocked reports whether a worker other than s's is ready and idle, or
+// starting while starts succeed: one that can take a task at once, or soon.
 func (p *Pool) idleLocked(s *slot) bool {
 	for _, o := range p.slots {
-		if o != s && o.ready && len(o.inflight) == 0 && o.retire == "" {
+		if o == s || o.retire != "" {
+			continue
+		}
+		if o.ready && len(o.inflight) == 0 {
 			return true
+		}
+		if !o.ready && p.startFails == 0 && !p.closing {
+			return true // starting, or about to: workers are not failing to start
 		}
 	}
 	return false
