@@ -40,12 +40,24 @@ import (
 // The names natspool uses on the server.
 const (
 	streamName   = "MP_TASKS"
-	tasksSubject = "mp.tasks"   // + "." + job
+	tasksSubject = "mp.tasks"   // + "." + build + "." + job
 	resultsPfx   = "mp.results" // + "." + job
 	cancelPfx    = "mp.cancel"  // + "." + job
 	servesSubj   = "mp.hosts.serves"
-	consumerName = "mp-workers"
+	consumerName = "mp-workers" // + "-" + build
 )
+
+// buildTag is the short form of this program's Build in the names of the
+// tasks' subjects and consumers: each build has a consumer of its own, so
+// that a worker host is never handed a task of another build (of a
+// program whose functions may have the same names and other types).
+func buildTag() string { return mp.Build()[:16] }
+
+// consumerFor is the consumer of this build's worker hosts.
+func consumerFor() string { return consumerName + "-" + buildTag() }
+
+// subjectFor is the subject of the tasks of job.
+func subjectFor(job string) string { return tasksSubject + "." + buildTag() + "." + job }
 
 // Headers of a task message.
 const (
@@ -172,7 +184,8 @@ func (o Options) setUp(ctx context.Context, js jetstream.JetStream) (jetstream.S
 	})
 	if err == nil {
 		_, err = js.CreateOrUpdateConsumer(ctx, streamName, jetstream.ConsumerConfig{
-			Durable: consumerName, AckPolicy: jetstream.AckExplicitPolicy,
+			Durable: consumerFor(), FilterSubject: tasksSubject + "." + buildTag() + ".>",
+			AckPolicy: jetstream.AckExplicitPolicy,
 			AckWait: o.ackWait(), MaxDeliver: o.retries() + 1, MaxAckPending: -1,
 		})
 	}
@@ -231,7 +244,7 @@ func newBackend(ctx context.Context, opts Options) (*backend, error) {
 	sub, err := nc.Subscribe(resultsPfx+"."+b.job, b.result)
 	if err == nil {
 		b.subs = append(b.subs, sub)
-		adv := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", streamName, consumerName)
+		adv := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", streamName, consumerFor())
 		sub, err = nc.Subscribe(adv, b.maxDeliveries)
 		b.subs = append(b.subs, sub)
 	}
@@ -260,7 +273,7 @@ func (b *backend) Run(t *mp.Task) {
 			t.Done(nil, err)
 			return
 		}
-		m := nats.NewMsg(tasksSubject + "." + b.job)
+		m := nats.NewMsg(subjectFor(b.job))
 		m.Data = t.Args
 		m.Header.Set(hTask, strconv.FormatUint(t.ID, 10))
 		m.Header.Set(hFunc, t.Func)
@@ -400,7 +413,7 @@ func (b *backend) Close() error {
 	}
 	if b.stream != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		b.stream.Purge(ctx, jetstream.WithPurgeSubject(tasksSubject+"."+b.job))
+		b.stream.Purge(ctx, jetstream.WithPurgeSubject(subjectFor(b.job)))
 		cancel()
 	}
 	b.nc.Close()

@@ -62,17 +62,25 @@ var (
 		ti, _ := mp.TaskInfoFrom(ctx)
 		return [2]int{os.Getpid(), ti.Attempt}, nil
 	})
+	// host returns the pid of the worker host that ran it (its worker's
+	// parent).
+	host = mp.Register("natspool.test.host", func(ctx context.Context, _ int) (int, error) { return os.Getppid(), nil })
 )
 
 const (
-	hostEnv = "NATSPOOL_TEST_HOST"
-	seedEnv = "NATSPOOL_TEST_SEED" // the nkey seed file of a host, if it uses one
+	hostEnv  = "NATSPOOL_TEST_HOST"
+	seedEnv  = "NATSPOOL_TEST_SEED"  // the nkey seed file of a host, if it uses one
+	otherEnv = "NATSPOOL_TEST_OTHER" // set for a host of another build
 )
 
 // ackWait is short, so that a lost host's tasks come back quickly.
 const ackWait = 2 * time.Second
 
 func TestMain(m *testing.M) {
+	if os.Getenv(otherEnv) != "" {
+		// One more function makes another build of the same program.
+		mp.Register("natspool.test.other", func(ctx context.Context, x int) (int, error) { return x, nil })
+	}
 	mp.Main()
 	if url := os.Getenv(hostEnv); url != "" {
 		// A worker host, started by startHost.
@@ -380,7 +388,7 @@ func TestWorkerCredentials(t *testing.T) {
 	}
 	short, cancel = context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := js.Consumer(short, "MP_TASKS", "mp-workers"); err != nil {
+	if _, err := js.Consumer(short, "MP_TASKS", "mp-workers-"+mp.Build()[:16]); err != nil {
 		t.Errorf("a worker's credentials cannot see its consumer: %v", err)
 	}
 	admin, err := nats.Connect(s.URL())
@@ -413,4 +421,29 @@ func TestClusterWorkersLost(t *testing.T) {
 		t.Fatalf("got %v, want ErrWorkersLost", err)
 	}
 	t.Logf("failed %v after the kill: %v", time.Since(start), err)
+}
+
+func TestClusterOtherBuild(t *testing.T) {
+	// A worker host of another build of the program (one more function
+	// registered) is never handed this build's tasks, even when it is the
+	// only one free; with no host of this build, a call fails with
+	// ErrNoWorker.
+	ctx := bounded(t, 60*time.Second)
+	s := startServer(t)
+	startHost(t, s.WorkerURL(), otherEnv+"=1")
+	p := newPool(t, ctx, natspool.Options{URL: s.URL(), NoWorkerTimeout: time.Second})
+	if _, err := mp.Apply(ctx, p, host, 0); !errors.Is(err, natspool.ErrNoWorker) {
+		t.Fatalf("with a host of another build only: got %v, want ErrNoWorker", err)
+	}
+	same := startHost(t, s.WorkerURL())
+	p = newPool(t, ctx, natspool.Options{URL: s.URL()}) // waits for it to start
+	got, err := mp.Map(ctx, p, host, make([]int, 60), mp.ChunkSize(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, pid := range got {
+		if pid != same.Process.Pid {
+			t.Fatalf("item %d ran on host %d, not on the host of this build (%d)", i, pid, same.Process.Pid)
+		}
+	}
 }

@@ -74,9 +74,9 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	poolPass, workerPass := randomID()+randomID(), randomID()+randomID()
 	workerPerms := &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
-			"$JS.API.CONSUMER.MSG.NEXT." + streamName + "." + consumerName,
-			"$JS.API.CONSUMER.INFO." + streamName + "." + consumerName,
-			"$JS.ACK." + streamName + "." + consumerName + ".>",
+			"$JS.API.CONSUMER.MSG.NEXT." + streamName + ".*",
+			"$JS.API.CONSUMER.INFO." + streamName + ".*",
+			"$JS.ACK." + streamName + ".*.>",
 			resultsPfx + ".>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{

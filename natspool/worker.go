@@ -45,10 +45,11 @@ func RunWorker(ctx context.Context, opts WorkerOptions) error {
 		return err
 	}
 	defer nc.Close()
-	// The first pool makes the stream and the consumer: wait for them.
+	// The first pool of this build makes the stream and the build's
+	// consumer: wait for them.
 	var cons jetstream.Consumer
 	for {
-		cons, err = js.Consumer(ctx, streamName, consumerName)
+		cons, err = js.Consumer(ctx, streamName, consumerFor())
 		if err == nil {
 			break
 		}
@@ -169,12 +170,14 @@ func (h *host) cancel(key string) {
 func (h *host) run(work context.Context, msg jetstream.Msg) {
 	hd := msg.Headers()
 	if hd.Get(hBuild) != mp.Build() {
-		// Another program's (or build's) task: its functions may have the
-		// same names and other types. A host of its build takes it.
+		// Another program's (or build's) task, which its consumer should
+		// never have handed here (the subject has the build in it): its
+		// functions may have the same names and other types. Leave it
+		// for a host of its build.
 		msg.NakWithDelay(time.Second)
 		return
 	}
-	job := strings.TrimPrefix(msg.Subject(), tasksSubject+".")
+	job := strings.TrimPrefix(msg.Subject(), subjectFor(""))
 	id := hd.Get(hTask)
 	items, _ := strconv.Atoi(hd.Get(hItems))
 	var deadline time.Time
