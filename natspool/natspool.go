@@ -186,7 +186,7 @@ func (o Options) setUp(ctx context.Context, js jetstream.JetStream) (jetstream.S
 		_, err = js.CreateOrUpdateConsumer(ctx, streamName, jetstream.ConsumerConfig{
 			Durable: consumerFor(), FilterSubject: tasksSubject + "." + buildTag() + ".>",
 			AckPolicy: jetstream.AckExplicitPolicy,
-			AckWait: o.ackWait(), MaxDeliver: o.retries() + 1, MaxAckPending: -1,
+			AckWait:   o.ackWait(), MaxDeliver: o.retries() + 1, MaxAckPending: -1,
 		})
 	}
 	if err != nil {
