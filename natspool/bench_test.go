@@ -9,19 +9,11 @@ import (
 
 // benchCluster starts a server, two worker hosts and a pool, for a benchmark.
 func benchCluster(b *testing.B) *mp.Pool {
-	s, err := natspool.StartServer(natspool.ServerOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(s.Shutdown)
+	s := startServer(b)
 	for range 2 {
 		startHost(b, s.WorkerURL())
 	}
-	p, err := natspool.NewPool(b.Context(), natspool.Options{URL: s.URL(), AckWait: ackWait})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { p.Close() })
+	p := newPool(b, b.Context(), natspool.Options{URL: s.URL()})
 	if _, err := mp.Apply(b.Context(), p, square, 1); err != nil { // the hosts are up
 		b.Fatal(err)
 	}

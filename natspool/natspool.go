@@ -197,9 +197,11 @@ func (o Options) setUp(ctx context.Context, js jetstream.JetStream) (jetstream.S
 
 // NewPool connects to the server and returns a pool whose tasks run on
 // the worker hosts connected to it. Every mp call works on it; close it
-// with Close or Shutdown as any pool.
+// with Close or Shutdown as any pool. For a pool with options of its own
+// (TaskTimeout, MaxQueued, Logger, ...), give NewBackend's backend to
+// mp.NewPool instead.
 func NewPool(ctx context.Context, opts Options) (*mp.Pool, error) {
-	b, err := newBackend(ctx, opts)
+	b, err := NewBackend(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +211,26 @@ func NewPool(ctx context.Context, opts Options) (*mp.Pool, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// NewBackend connects to the server and returns an mp.Backend on it, for
+// a pool with options of its own:
+//
+//	b, err := natspool.NewBackend(ctx, opts)
+//	...
+//	p, err := mp.NewPool(ctx, mp.PoolOptions{Backend: b, TaskTimeout: time.Minute})
+//
+// The options of the calls' side (TaskTimeout, MaxQueued, Logger, ...)
+// apply as in a local pool; those of local workers (Worker,
+// MaxTasksPerWorker, memory limits) are the worker hosts' business
+// (WorkerOptions.Pool). The pool closes the backend; if mp.NewPool fails,
+// close it yourself.
+func NewBackend(ctx context.Context, opts Options) (mp.Backend, error) {
+	b, err := newBackend(ctx, opts)
+	if err != nil {
+		return nil, err // not a nil *backend in a non-nil interface
+	}
+	return b, nil
 }
 
 // backend is the mp.Backend of a pool on NATS.
@@ -294,10 +316,14 @@ func (b *backend) Run(t *mp.Task) {
 			return
 		}
 		b.mu.Lock()
-		if _, running := b.tasks[t.ID]; running {
+		_, running := b.tasks[t.ID]
+		if running {
 			b.seqs[ack.Sequence] = t.ID
 		}
 		b.mu.Unlock()
+		if !running { // cancelled (or done) while it was being published
+			b.stream.DeleteMsg(b.ctx, ack.Sequence)
+		}
 	}()
 }
 

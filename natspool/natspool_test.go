@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +17,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/natstest"
 	"github.com/go-mp/mp/natspool"
 )
 
@@ -62,99 +60,37 @@ var (
 		ti, _ := mp.TaskInfoFrom(ctx)
 		return [2]int{os.Getpid(), ti.Attempt}, nil
 	})
+	// snooze sleeps x milliseconds, or until its ctx ends.
+	snooze = mp.Register("natspool.test.snooze", func(ctx context.Context, x int) (int, error) {
+		select {
+		case <-time.After(time.Duration(x) * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		return x, nil
+	})
 	// host returns the pid of the worker host that ran it (its worker's
 	// parent).
 	host = mp.Register("natspool.test.host", func(ctx context.Context, _ int) (int, error) { return os.Getppid(), nil })
 )
 
-const (
-	hostEnv  = "NATSPOOL_TEST_HOST"
-	seedEnv  = "NATSPOOL_TEST_SEED"  // the nkey seed file of a host, if it uses one
-	otherEnv = "NATSPOOL_TEST_OTHER" // set for a host of another build
-)
-
-// ackWait is short, so that a lost host's tasks come back quickly.
-const ackWait = 2 * time.Second
+// otherEnv is set for a worker host of another build.
+const otherEnv = "NATSPOOL_TEST_OTHER"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(otherEnv) != "" {
 		// One more function makes another build of the same program.
 		mp.Register("natspool.test.other", func(ctx context.Context, x int) (int, error) { return x, nil })
 	}
-	mp.Main()
-	if url := os.Getenv(hostEnv); url != "" {
-		// A worker host, started by startHost.
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer stop()
-		err := natspool.RunWorker(ctx, natspool.WorkerOptions{
-			Options: natspool.Options{URL: url, AckWait: ackWait, NKeySeedFile: os.Getenv(seedEnv)},
-			Pool:    mp.PoolOptions{Workers: 2},
-		})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "worker host:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+	natstest.Main(m)
 }
 
-func startServer(t *testing.T) *natspool.Server {
-	t.Helper()
-	s, err := natspool.StartServer(natspool.ServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
-// startNkeyHost starts a worker host that authenticates with the server's
-// worker nkey.
-func startNkeyHost(t testing.TB, s *natspool.Server) *exec.Cmd {
-	t.Helper()
-	seed := filepath.Join(t.TempDir(), "worker.nk")
-	if err := s.WriteWorkerSeed(seed); err != nil {
-		t.Fatal(err)
-	}
-	return startHost(t, s.Addr(), seedEnv+"="+seed)
-}
-
-// startHost starts a worker host process; the test's end stops it with
-// SIGTERM (a kill, if it has not exited within 10s).
-func startHost(t testing.TB, url string, env ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), hostEnv+"="+url), env...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Error("a worker host did not stop within 10s of SIGTERM")
-		}
-	})
-	return cmd
-}
-
-func newPool(t *testing.T, ctx context.Context, opts natspool.Options) *mp.Pool {
-	t.Helper()
-	opts.AckWait = ackWait
-	p, err := natspool.NewPool(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
+var (
+	startServer   = natstest.StartServer
+	startHost     = natstest.StartHost
+	startNkeyHost = natstest.StartNkeyHost
+	newPool       = natstest.NewPool
+)
 
 // waitStarted waits until slow, running for marker, has written it.
 func waitStarted(t *testing.T, ctx context.Context, marker string) {
@@ -445,5 +381,65 @@ func TestClusterOtherBuild(t *testing.T) {
 		if pid != same.Process.Pid {
 			t.Fatalf("item %d ran on host %d, not on the host of this build (%d)", i, pid, same.Process.Pid)
 		}
+	}
+}
+
+func TestClusterCallCleanedUp(t *testing.T) {
+	// A call that ends early (its ctx cancelled) takes its tasks out of
+	// the stream at once: the pool goes on, and the stream is empty.
+	ctx := bounded(t, 60*time.Second)
+	s := startServer(t)
+	startHost(t, s.WorkerURL())
+	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
+	nc, err := nats.Connect(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream, err := js.Stream(ctx, "MP_TASKS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]int, 200)
+	for i := range in {
+		in[i] = 300
+	}
+	call, cancel := context.WithCancel(ctx)
+	n := 0
+	for _, err := range mp.ImapUnordered(call, p, snooze, slices.Values(in), mp.ChunkSize(1)) {
+		if err != nil {
+			t.Fatalf("before the cancel: %v", err)
+		}
+		if n++; n < 2 {
+			continue
+		}
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs < 10 {
+			t.Fatalf("the stream holds %d tasks of the call, want tens", info.State.Msgs)
+		}
+		cancel()
+		break
+	}
+	cancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after the call ended, the stream still holds %d of its tasks", info.State.Msgs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if v, err := mp.Apply(ctx, p, snooze, 1); v != 1 || err != nil {
+		t.Errorf("the pool after: %d, %v", v, err)
 	}
 }

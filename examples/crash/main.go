@@ -71,20 +71,38 @@ func fault() {
 	page[0] = 1
 }
 
+// options are the pool's: two workers, whose stderr is dropped, and a
+// TaskTimeout.
+var options = mp.PoolOptions{
+	Workers:     2,
+	TaskTimeout: 500 * time.Millisecond,
+	Worker:      mp.WorkerOptions{Stderr: io.Discard},
+}
+
 func main() {
 	mp.Main() // in a worker, this serves tasks and never returns
 	ctx := context.Background()
 
-	p, err := mp.NewPool(ctx, mp.PoolOptions{
-		Workers:     2,
-		TaskTimeout: 500 * time.Millisecond,
-		Worker:      mp.WorkerOptions{Stderr: io.Discard},
-	})
+	p, err := mp.NewPool(ctx, options)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer p.Close()
+	if err := run(ctx, p, os.Stdout); err != nil {
+		log.Fatal(err)
+	}
+	st := p.Stats()
+	var causes []string
+	for _, cause := range slices.Sorted(maps.Keys(st.RestartCauses)) {
+		causes = append(causes, fmt.Sprintf("%s: %d", cause, st.RestartCauses[cause]))
+	}
+	fmt.Printf("workers replaced: %d (%s)\n", st.Restarts, strings.Join(causes, ", "))
+}
 
+// run maps work over 0 to 19 on p, and prints what became of each item.
+// It works on any pool: its test runs it on worker hosts through NATS too,
+// where the same items fail in the same ways.
+func run(ctx context.Context, p *mp.Pool, w io.Writer) error {
 	in := make([]int, 20)
 	for i := range in {
 		in[i] = i
@@ -95,26 +113,21 @@ func main() {
 	start := time.Now()
 	out, errs, err := mp.MapAll(ctx, p, work, in)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	elapsed := time.Since(start)
 
 	failed := 0
 	for i := range in {
 		if errs == nil || errs[i] == nil {
-			fmt.Printf("task %d: ok %d\n", i, out[i])
+			fmt.Fprintf(w, "task %d: ok %d\n", i, out[i])
 			continue
 		}
 		failed++
-		fmt.Printf("task %d: %s\n", i, describe(errs[i]))
+		fmt.Fprintf(w, "task %d: %s\n", i, describe(errs[i]))
 	}
-	fmt.Printf("%d ok, %d failed, in %v\n", len(in)-failed, failed, elapsed.Round(100*time.Millisecond))
-	st := p.Stats()
-	var causes []string
-	for _, cause := range slices.Sorted(maps.Keys(st.RestartCauses)) {
-		causes = append(causes, fmt.Sprintf("%s: %d", cause, st.RestartCauses[cause]))
-	}
-	fmt.Printf("workers replaced: %d (%s)\n", st.Restarts, strings.Join(causes, ", "))
+	fmt.Fprintf(w, "%d ok, %d failed, in %v\n", len(in)-failed, failed, elapsed.Round(100*time.Millisecond))
+	return nil
 }
 
 // describe says how a task failed. err is a *mp.TaskError, which names the

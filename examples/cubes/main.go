@@ -6,7 +6,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
+	"os"
 
 	"github.com/go-mp/mp"
 )
@@ -16,19 +18,30 @@ var cube = mp.Register("examples.cubes.cube", func(ctx context.Context, x int) (
 	return x * x * x, nil
 })
 
+// options are the pool's.
+var options = mp.PoolOptions{Workers: 10}
+
 func main() {
 	mp.Main() // in a worker, this serves tasks and never returns
 	ctx := context.Background()
 
-	p, err := mp.NewPool(ctx, mp.PoolOptions{Workers: 10})
+	p, err := mp.NewPool(ctx, options)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer p.Close()
-
-	cubes, err := mp.Map(ctx, p, cube, []int{1, 2, 3, 4, 5, 6})
-	if err != nil {
+	if err := run(ctx, p, os.Stdout); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(cubes)
+}
+
+// run maps cube over 1 to 6 on p, and prints the results. It works on any
+// pool: its test runs it on worker hosts through NATS too.
+func run(ctx context.Context, p *mp.Pool, w io.Writer) error {
+	cubes, err := mp.Map(ctx, p, cube, []int{1, 2, 3, 4, 5, 6})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, cubes)
+	return nil
 }

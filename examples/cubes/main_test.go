@@ -7,8 +7,20 @@ import (
 	"github.com/go-mp/mp/examples/internal/exampletest"
 )
 
+func TestMain(m *testing.M) { exampletest.Main(m) }
+
 func TestOutput(t *testing.T) {
 	got, _ := exampletest.Run(t)
+	check(t, got)
+}
+
+// TestOnCluster runs the example's body on worker hosts through NATS.
+func TestOnCluster(t *testing.T) {
+	check(t, exampletest.OnCluster(t, options, run))
+}
+
+func check(t *testing.T, got []string) {
+	t.Helper()
 	want := []string{"[1 8 27 64 125 216]"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)

@@ -1,16 +1,46 @@
 // Package exampletest holds what the tests of the examples share: building
-// an example and running it as a program.
+// an example and running it as a program, and running its body on worker
+// hosts through NATS.
 package exampletest
 
 import (
 	"bytes"
 	"context"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/natstest"
 )
+
+// Main is the TestMain of an example whose test runs it on worker hosts
+// (OnCluster): the test binary is the hosts' binary too.
+func Main(m *testing.M) { natstest.Main(m) }
+
+// OnCluster runs run, an example's body, on a pool with the options opts
+// on two worker hosts through an embedded NATS server, all on this
+// machine, and returns the lines it wrote. The example's TestMain must
+// call Main. In short mode it skips the test.
+func OnCluster(t *testing.T, opts mp.PoolOptions, run func(context.Context, *mp.Pool, io.Writer) error) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a NATS server and two worker hosts")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	p := natstest.Cluster(t, ctx, opts)
+	var out bytes.Buffer
+	if err := run(ctx, p, &out); err != nil {
+		t.Fatalf("on worker hosts: %v\noutput:\n%s", err, &out)
+	}
+	return splitLines(out.String())
+}
+
+func splitLines(s string) []string { return strings.Split(strings.TrimSuffix(s, "\n"), "\n") }
 
 // Run builds the example in the current directory (the test's package
 // directory) into a temporary directory, runs it, and returns the lines of
@@ -40,5 +70,5 @@ func Run(t *testing.T) (lines []string, pid int) {
 	if stderr.Len() > 0 {
 		t.Errorf("stderr:\n%s", &stderr)
 	}
-	return strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n"), cmd.Process.Pid
+	return splitLines(stdout.String()), cmd.Process.Pid
 }
