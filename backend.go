@@ -49,8 +49,7 @@ type Task struct {
 	Deadline time.Time     // the call's deadline, if any
 	Timeout  time.Duration // PoolOptions.TaskTimeout, per item; 0 if none
 
-	p    *Pool
-	u    *unit
+	r    *remote
 	once sync.Once
 }
 
@@ -58,53 +57,78 @@ type Task struct {
 // returned on the worker, or err says why there is none. Only the first
 // call counts.
 func (t *Task) Done(result []byte, err error) {
-	t.once.Do(func() { t.p.remoteDone(t, result, err) })
+	t.once.Do(func() { t.r.done(t, result, err) })
+}
+
+// remote is the runner of a pool with a Backend: a dispatcher goroutine
+// hands queued units to the backend, up to its capacity.
+type remote struct {
+	p       *Pool
+	backend Backend
+	wake    chan struct{}   // wakes the dispatcher
+	tasks   map[*Task]*unit // the tasks the backend runs; guarded by p.mu
+}
+
+func newRemote(p *Pool, b Backend) *remote {
+	r := &remote{p: p, backend: b, wake: make(chan struct{}, 1), tasks: make(map[*Task]*unit)}
+	p.wg.Add(1)
+	go r.dispatch()
+	return r
+}
+
+func (r *remote) check(u *unit) error {
+	if len(u.handles) > 0 {
+		return fmt.Errorf("mp: a %v cannot go to the workers of a pool with a Backend, which may be on other machines: shared objects are for this machine's processes", u.handles[0].kind)
+	}
+	return nil
+}
+
+// kick wakes the dispatcher.
+func (r *remote) kick() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // dispatch hands queued units to the backend, up to its capacity, until
 // the pool closes.
-func (p *Pool) dispatch() {
+func (r *remote) dispatch() {
+	p := r.p
 	defer p.wg.Done()
 	for {
 		select {
-		case <-p.kick:
+		case <-r.wake:
 		case <-p.done:
 			return
 		}
 		var run []*Task
 		p.mu.Lock()
-		for len(p.remote) < p.opts.Workers && !p.closing {
+		for len(r.tasks) < p.opts.Workers && !p.closing {
 			u := p.popLocked()
 			if u == nil {
 				break
 			}
 			p.nextID++
 			t := &Task{ID: p.nextID, Func: u.c.fn, Items: u.n, Args: u.args, Attempt: u.attempt,
-				Deadline: u.c.deadline, Timeout: u.c.timeout, p: p, u: u}
-			p.remote[t] = u
+				Deadline: u.c.deadline, Timeout: u.c.timeout, r: r}
+			r.tasks[t] = u
 			run = append(run, t)
 		}
 		p.mu.Unlock()
 		for _, t := range run {
-			p.opts.Backend.Run(t)
+			r.backend.Run(t)
 		}
 	}
 }
 
-// poke wakes the dispatcher.
-func (p *Pool) poke() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
-
-// remoteDone releases the unit of t with its outcome, unless the pool
-// released it already (cancelled, or closed).
-func (p *Pool) remoteDone(t *Task, result []byte, err error) {
+// done releases the unit of t with its outcome, unless the pool released
+// it already (cancelled, or closed).
+func (r *remote) done(t *Task, result []byte, err error) {
+	p := r.p
 	p.mu.Lock()
-	u, ok := p.remote[t]
-	delete(p.remote, t)
+	u, ok := r.tasks[t]
+	delete(r.tasks, t)
 	p.mu.Unlock()
 	if !ok {
 		return
@@ -114,20 +138,35 @@ func (p *Pool) remoteDone(t *Task, result []byte, err error) {
 		res, err = decodeOutcome(result, u.n)
 	}
 	p.release(u, res, err)
-	p.poke()
+	r.kick()
 }
 
-// dropRemoteLocked takes the tasks of c (of every call, if c is nil) away
-// from the backend, and returns their units, for the caller to release.
-func (p *Pool) dropRemoteLocked(c *call) (units []*unit, tasks []*Task) {
-	for t, u := range p.remote {
+// stopLocked takes the tasks of c (of every call, if c is nil) away from
+// the backend: the pool releases their units, then stop cancels them.
+func (r *remote) stopLocked(c *call) (units []*unit, stop func()) {
+	var tasks []*Task
+	for t, u := range r.tasks {
 		if c == nil || u.c == c {
-			delete(p.remote, t)
+			delete(r.tasks, t)
 			units, tasks = append(units, u), append(tasks, t)
 		}
 	}
-	return units, tasks
+	return units, func() {
+		for _, t := range tasks {
+			r.backend.Cancel(t)
+		}
+		r.kick()
+	}
 }
+
+func (r *remote) countLocked(st *Stats) {
+	st.Workers = r.p.opts.Workers
+	for _, u := range r.tasks {
+		st.TasksRunning += u.n
+	}
+}
+
+func (r *remote) close() { r.backend.Close() }
 
 // outcomeResult starts the outcome of a task run by RunTask: a result
 // body follows, where the items whose worker died, or that ran past their

@@ -36,12 +36,16 @@ import (
 //
 // # How the pool is put together
 //
-// One supervisor goroutine per slot (supervisor.go) starts its worker,
+// Calls (call.go, map.go, apply.go) cut their input into units, submit
+// them to the pool's queue (runqueue.go) and receive their outcomes
+// through their sink. A runner takes the queued units: the pool's own
+// workers, or, with PoolOptions.Backend, a dispatcher that hands them to
+// the backend (backend.go). For its own workers,
+// one supervisor goroutine per slot (supervisor.go) starts its worker,
 // sends it tasks and replaces it; one reader goroutine per live worker
 // (reader.go) handles the frames the worker sends; the decisions of what
 // to send, cancel, revoke or kill are made in one place, slot.step
-// (schedule.go), under the pool's mutex. Calls (call.go, map.go, apply.go)
-// submit units and receive their outcomes through their sink.
+// (schedule.go), under the pool's mutex.
 //
 // Locking: p.mu guards the fields below it, every slot's fields marked so,
 // and the flight state of every unit in flight. The lock order is p.mu,
@@ -57,8 +61,8 @@ type Pool struct {
 	depth       int           // tasks in flight per worker to start with (see depthLocked), and Imap's window per worker / 2
 	grace       time.Duration // between a cancel frame and the kill
 	hardMemory  int64
+	run         runner        // where units run: the pool's workers (its slots), or a Backend
 	slots       []*slot       // one per worker; complete before any supervisor starts; none with a Backend
-	kick        chan struct{} // wakes the dispatcher of a pool with a Backend
 	done        chan struct{} // closed when Close starts
 	wg          sync.WaitGroup
 	workerSeq   atomic.Int64
@@ -75,7 +79,58 @@ type Pool struct {
 	broken      error         // set while workers keep failing to start
 	startFails  int           // starts failed in a row
 	stats       Stats
-	remote      map[*Task]*unit // with a Backend: the tasks it runs
+}
+
+// A runner runs the units a pool queues: the pool's own worker processes
+// (workers: a slot and a supervisor each, supervisor.go, schedule.go,
+// reader.go), or a Backend (remote, backend.go). The calls, and the
+// pool's front (its queue, submit, release, drain, Close and Stats), are
+// the same for both.
+type runner interface {
+	// check says why u cannot run here, if it cannot.
+	check(u *unit) error
+	// kick says units were queued.
+	kick()
+	// stopLocked, under p.mu, takes the running units of c (of every
+	// call, if c is nil: the pool closes) away from the runner, for the
+	// pool to release; stop, called after, has them stopped where they run.
+	stopLocked(c *call) (units []*unit, stop func())
+	// countLocked adds the runner's workers and running items to st.
+	countLocked(st *Stats)
+	// close ends the runner, once its goroutines have returned.
+	close()
+}
+
+// workers is the runner of a pool with worker processes of its own.
+type workers struct{ p *Pool }
+
+func (w workers) check(*unit) error { return nil }
+func (w workers) kick()             { w.p.kickAll() }
+func (w workers) close()            {}
+
+func (w workers) stopLocked(c *call) ([]*unit, func()) {
+	if c == nil {
+		for _, s := range w.p.slots {
+			if s.wc != nil && (!s.ready || len(s.inflight) > 0) {
+				// Busy, or still starting (a handshake, an Init): killed
+				// now. Its supervisor stops an idle one gently.
+				s.wc.child.KillGroup()
+			}
+		}
+		return nil, func() {}
+	}
+	return nil, w.p.wakeAll // the supervisors cancel c's units
+}
+
+func (w workers) countLocked(st *Stats) {
+	for _, s := range w.p.slots {
+		if s.ready {
+			st.Workers++
+		}
+		for _, u := range s.inflight {
+			st.TasksRunning += u.n
+		}
+	}
 }
 
 // Stats is a snapshot of a pool's counters, as [Pool.Stats] returns it.
@@ -143,12 +198,10 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 	}
 	p.stats.RestartCauses = make(map[string]int)
 	if opts.Backend != nil {
-		p.remote = make(map[*Task]*unit)
-		p.kick = make(chan struct{}, 1)
-		p.wg.Add(1)
-		go p.dispatch()
+		p.run = newRemote(p, opts.Backend)
 		return p, nil
 	}
+	p.run = workers{p}
 	// p.slots is complete before any supervisor starts, and never changes
 	// after: supervisors read every slot (to find an idle one, to steal).
 	p.slots = make([]*slot, opts.Workers)
@@ -187,26 +240,15 @@ func (p *Pool) Close() error {
 		p.closing, p.draining = true, true
 		queued := p.queue.removeAll()
 		p.dequeuedLocked()
-		for _, s := range p.slots {
-			if s.wc != nil && (!s.ready || len(s.inflight) > 0) {
-				// Busy, or still starting (a handshake, an Init): killed
-				// now. Its supervisor stops an idle one gently.
-				s.wc.child.KillGroup()
-			}
-		}
-		running, tasks := p.dropRemoteLocked(nil)
+		running, stop := p.run.stopLocked(nil)
 		p.mu.Unlock()
 		close(p.done)
 		for _, u := range append(queued, running...) {
 			p.release(u, wire.Result{}, ErrPoolClosed)
 		}
+		stop()
 		p.wg.Wait()
-		if b := p.opts.Backend; b != nil {
-			for _, t := range tasks {
-				b.Cancel(t)
-			}
-			b.Close()
-		}
+		p.run.close()
 		releaseAll(p.opts.Init.handles)
 	})
 	return nil
@@ -258,20 +300,7 @@ func (p *Pool) Stats() Stats {
 	st := p.stats
 	st.RestartCauses = maps.Clone(p.stats.RestartCauses)
 	st.TasksQueued = p.queue.items
-	if p.remote != nil {
-		st.Workers = p.opts.Workers
-		for _, u := range p.remote {
-			st.TasksRunning += u.n
-		}
-	}
-	for _, s := range p.slots {
-		if s.ready {
-			st.Workers++
-		}
-		for _, u := range s.inflight {
-			st.TasksRunning += u.n
-		}
-	}
+	p.run.countLocked(&st)
 	return st
 }
 
@@ -284,11 +313,9 @@ func (p *Pool) Workers() int { return p.opts.Workers }
 // while ctx lives; with nowait, it queues all of units or, if they do not
 // fit, none and fails with ErrQueueFull.
 func (p *Pool) submit(ctx context.Context, units []*unit, nowait bool) (queued int, err error) {
-	if p.remote != nil {
-		for _, u := range units {
-			if len(u.handles) > 0 {
-				return 0, fmt.Errorf("mp: a %v cannot go to the workers of a pool with a Backend, which may be on other machines: shared objects are for this machine's processes", u.handles[0].kind)
-			}
+	for _, u := range units {
+		if err := p.run.check(u); err != nil {
+			return 0, err
 		}
 	}
 	for len(units) > 0 {
@@ -327,7 +354,7 @@ func (p *Pool) submit(ctx context.Context, units []*unit, nowait bool) (queued i
 		}
 		p.mu.Unlock()
 		if room > 0 {
-			p.kickAll()
+			p.run.kick()
 		}
 		if roomMade == nil {
 			return queued, nil
@@ -405,19 +432,13 @@ func (p *Pool) cancelCall(c *call) {
 	p.mu.Lock()
 	mine := p.queue.removeCall(c)
 	p.dequeuedLocked()
-	running, tasks := p.dropRemoteLocked(c)
+	running, stop := p.run.stopLocked(c)
 	p.mu.Unlock()
 	cause := context.Cause(c.ctx)
 	for _, u := range append(mine, running...) {
 		p.release(u, wire.Result{}, cause)
 	}
-	for _, t := range tasks {
-		p.opts.Backend.Cancel(t)
-	}
-	if p.remote != nil {
-		p.poke()
-	}
-	p.wakeAll()
+	stop()
 }
 
 func (p *Pool) wakeAll() {

@@ -221,10 +221,6 @@ func (s *slot) lost(wc *workerConn, frames []frame) {
 
 // kickAll kicks the slots in turn while work is queued.
 func (p *Pool) kickAll() {
-	if p.remote != nil {
-		p.poke()
-		return
-	}
 	for _, s := range p.slots {
 		p.mu.Lock()
 		empty := p.queue.len() == 0
