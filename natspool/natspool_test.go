@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,6 +192,31 @@ func TestClusterCalls(t *testing.T) {
 		}
 	}
 	t.Logf("a Map of 10,000 one-item tasks over 2 hosts: %v", time.Since(start))
+
+	// Imap of 10,000, in order; 10,000 ApplyAsync at once.
+	start = time.Now()
+	i := 0
+	for v, err := range mp.Imap(ctx, p, square, slices.Values(big)) {
+		if err != nil || v != i*i {
+			t.Fatalf("Imap item %d: %d, %v", i, v, err)
+		}
+		i++
+	}
+	if i != len(big) {
+		t.Fatalf("Imap yielded %d items, want %d", i, len(big))
+	}
+	t.Logf("an Imap of 10,000: %v", time.Since(start))
+	start = time.Now()
+	futures := make([]*mp.Future[int], len(big))
+	for i, x := range big {
+		futures[i] = mp.ApplyAsync(ctx, p, square, x)
+	}
+	for i, f := range futures {
+		if v, err := f.Wait(ctx); err != nil || v != i*i {
+			t.Fatalf("ApplyAsync %d: %d, %v", i, v, err)
+		}
+	}
+	t.Logf("10,000 ApplyAsync: %v", time.Since(start))
 }
 
 func TestClusterMapHostKilled(t *testing.T) {
@@ -441,5 +467,88 @@ func TestClusterCallCleanedUp(t *testing.T) {
 	}
 	if v, err := mp.Apply(ctx, p, snooze, 1); v != 1 || err != nil {
 		t.Errorf("the pool after: %d, %v", v, err)
+	}
+}
+
+func TestClusterHostDrains(t *testing.T) {
+	// SIGTERM to a host with a task running: it takes no more, finishes
+	// the task, hands over its outcome, and exits with 0.
+	ctx := bounded(t, 60*time.Second)
+	s := startServer(t)
+	h := startHost(t, s.WorkerURL())
+	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
+	marker := filepath.Join(t.TempDir(), "pid")
+	f := mp.ApplyAsync(ctx, p, slow, marker)
+	waitStarted(t, ctx, marker)
+	first, _ := os.ReadFile(marker)
+	h.Process.Signal(syscall.SIGTERM)
+	got, err := f.Wait(ctx)
+	if err != nil {
+		t.Fatalf("the task of a draining host: %v", err)
+	}
+	if strconv.Itoa(got[0]) != string(first) || got[1] != 0 {
+		t.Errorf("the task ran again (pid %d, attempt %d), want it finished where it started (%s)", got[0], got[1], first)
+	}
+	if err, ok := h.Exited(10 * time.Second); !ok {
+		t.Error("the host had not exited 10s after its task")
+	} else if err != nil {
+		t.Errorf("the host exited with %v, want 0", err)
+	}
+}
+
+func TestClusterTaskRunsTwice(t *testing.T) {
+	// A host stopped (SIGSTOP) in the middle of a task stops
+	// heartbeating: the task goes to a second host, and runs there too.
+	// Both outcomes reach the pool once the first host goes on (SIGCONT);
+	// the call gets one, counted once.
+	ctx := bounded(t, 60*time.Second)
+	s := startServer(t)
+	stopped := startHost(t, s.WorkerURL())
+	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
+	// Watch the outcomes the hosts hand over.
+	nc, err := nats.Connect(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	outcomes := make(chan *nats.Msg, 8)
+	if _, err := nc.ChanSubscribe("mp.results.>", outcomes); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(t.TempDir(), "pid")
+	f := mp.ApplyAsync(ctx, p, slow, marker)
+	waitStarted(t, ctx, marker)
+	first, _ := os.ReadFile(marker)
+	stopped.Process.Signal(syscall.SIGSTOP)
+	startHost(t, s.WorkerURL())
+	for { // the second run has started
+		if b, _ := os.ReadFile(marker); len(b) > 0 && string(b) != string(first) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the task never ran on the second host")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopped.Process.Signal(syscall.SIGCONT) // its worker finished meanwhile: its outcome goes out now
+	got, err := f.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the outcome came from pid %d, attempt %d", got[0], got[1])
+	for n := 0; n < 2; n++ {
+		select {
+		case <-outcomes:
+		case <-ctx.Done():
+			t.Fatalf("%d outcomes handed over, want one from each host", n)
+		}
+	}
+	// An Apply now: its outcome reaches the pool after the second one of
+	// the task (on the same subscription), so the Stats count both.
+	if v, err := mp.Apply(ctx, p, square, 3); v != 9 || err != nil {
+		t.Errorf("the pool after: %d, %v", v, err)
+	}
+	if st := p.Stats(); st.TasksDone != 2 || st.TasksRunning != 0 {
+		t.Errorf("Stats: %d done, %d running; want 2 (the task once, and the Apply), none running", st.TasksDone, st.TasksRunning)
 	}
 }

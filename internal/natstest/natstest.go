@@ -63,7 +63,7 @@ func StartServer(t testing.TB) *natspool.Server {
 
 // StartNkeyHost starts a worker host that authenticates with the server's
 // worker nkey.
-func StartNkeyHost(t testing.TB, s *natspool.Server) *exec.Cmd {
+func StartNkeyHost(t testing.TB, s *natspool.Server) *Host {
 	t.Helper()
 	seed := filepath.Join(t.TempDir(), "worker.nk")
 	if err := s.WriteWorkerSeed(seed); err != nil {
@@ -72,10 +72,28 @@ func StartNkeyHost(t testing.TB, s *natspool.Server) *exec.Cmd {
 	return StartHost(t, s.Addr(), seedEnv+"="+seed)
 }
 
+// A Host is a worker host process.
+type Host struct {
+	*exec.Cmd
+	done chan struct{} // closed when it has exited
+	err  error         // how it exited, once done is closed
+}
+
+// Exited waits at most d for the host to exit, and returns how it did;
+// ok is false if it is still running.
+func (h *Host) Exited(d time.Duration) (err error, ok bool) {
+	select {
+	case <-h.done:
+		return h.err, true
+	case <-time.After(d):
+		return nil, false
+	}
+}
+
 // StartHost starts a worker host process dialling url, with env added to
 // its environment; the test's end stops it with SIGTERM (a kill, if it
 // has not exited within 10s). The test binary's TestMain must call Main.
-func StartHost(t testing.TB, url string, env ...string) *exec.Cmd {
+func StartHost(t testing.TB, url string, env ...string) *Host {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), hostEnv+"="+url), env...)
@@ -83,19 +101,21 @@ func StartHost(t testing.TB, url string, env ...string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	h := &Host{Cmd: cmd, done: make(chan struct{})}
+	go func() {
+		h.err = cmd.Wait()
+		close(h.done)
+	}()
 	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT) // if a test stopped it
 		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
+		if _, ok := h.Exited(10 * time.Second); !ok {
 			cmd.Process.Kill()
-			<-done
+			<-h.done
 			t.Error("a worker host did not stop within 10s of SIGTERM")
 		}
 	})
-	return cmd
+	return h
 }
 
 // NewPool returns a pool on the server at opts.URL, with AckWait, closed
