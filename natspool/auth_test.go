@@ -2,6 +2,14 @@ package natspool_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,20 +106,7 @@ func TestCredsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	host, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- natspool.RunWorker(host, natspool.WorkerOptions{
-			Options: natspool.Options{URL: url, CredsFile: creds(false)},
-			Pool:    mp.PoolOptions{Workers: 1},
-		})
-	}()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("the worker host: %v", err)
-		}
-	}()
+	hostHere(t, ctx, natspool.Options{URL: url, CredsFile: creds(false)})
 	if v, err := mp.Apply(ctx, p, square, 7); v != 49 || err != nil {
 		t.Errorf("Apply on a host with a creds file: %d, %v", v, err)
 	}
@@ -123,5 +118,72 @@ func TestCredsFile(t *testing.T) {
 	_, err = natspool.NewPool(ctx, natspool.Options{URL: url, CredsFile: filepath.Join(t.TempDir(), "missing.creds")})
 	if err == nil || !strings.Contains(err.Error(), "missing.creds") {
 		t.Errorf("a pool with a missing creds file: got %v", err)
+	}
+}
+
+// hostHere runs a worker host of one worker in this process, with opts,
+// until the test ends.
+func hostHere(t *testing.T, ctx context.Context, opts natspool.Options) {
+	host, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- natspool.RunWorker(host, natspool.WorkerOptions{Options: opts, Pool: mp.PoolOptions{Workers: 1}})
+	}()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("the worker host: %v", err)
+		}
+	})
+}
+
+func TestTLS(t *testing.T) {
+	// Head mode with TLS: a pool and a host that trust its certificate
+	// work; a client that does not is refused.
+	ctx := bounded(t, 60*time.Second)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "natspool test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	srvTLS := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+	cliTLS := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+
+	s, err := natspool.StartServer(natspool.ServerOptions{TLS: srvTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	if !strings.HasPrefix(s.URL(), "tls://") {
+		t.Errorf("URL %q, want tls://", s.URL())
+	}
+	p, err := natspool.NewPool(ctx, natspool.Options{URL: s.URL(), TLS: cliTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	seed := filepath.Join(t.TempDir(), "worker.nk")
+	if err := s.WriteWorkerSeed(seed); err != nil {
+		t.Fatal(err)
+	}
+	hostHere(t, ctx, natspool.Options{URL: s.Addr(), NKeySeedFile: seed, TLS: cliTLS})
+	if v, err := mp.Apply(ctx, p, square, 6); v != 36 || err != nil {
+		t.Errorf("Apply over TLS: %d, %v", v, err)
+	}
+	_, err = natspool.NewPool(ctx, natspool.Options{URL: s.URL()})
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("a pool that does not trust the certificate: got %v", err)
 	}
 }
