@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Map calls f on every item of in, in the pool's workers, and returns the
@@ -49,6 +50,23 @@ func MapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, opts .
 	return mapAll(ctx, p, f, in, false, opts)
 }
 
+// chunkBytes bounds the default chunk: at most this many bytes of items
+// (or of results, if larger), as they sit in memory. A chunk that big
+// streams through the worker in a few milliseconds; bigger ones leave
+// workers and the parent waiting on each other at the start and the end
+// of a Map: a Map of a million ints took 1.5 times as long with
+// 125,000-item chunks as with 31,250 (BenchmarkMap, 2 workers).
+const chunkBytes = 256 << 10
+
+// defaultChunk is the chunk size of a Map of n items on workers workers
+// without ChunkSize: ceil(n / (4 × workers)), as in Python, and at most
+// chunkBytes of items or results.
+func defaultChunk[T, R any](n, workers int) int {
+	chunk := (n + 4*workers - 1) / (4 * workers)
+	size := max(unsafe.Sizeof(*new(T)), unsafe.Sizeof(*new(R)), 1)
+	return max(min(chunk, chunkBytes/int(size)), 1)
+}
+
 func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFast bool, opts []CallOption) ([]R, []error, error) {
 	cfg := newCallConfig(opts)
 	e, err := f.begin(ctx)
@@ -61,14 +79,24 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 	}
 	chunk := cfg.chunk
 	if chunk <= 0 {
-		chunk = (len(in) + 4*p.opts.Workers - 1) / (4 * p.opts.Workers)
+		chunk = defaultChunk[T, R](len(in), p.opts.Workers)
 	}
 	c := newCollector[R](ctx, p, f.name, cfg)
 	c.quiet, c.failFast, c.handles = cfg.progress == nil, failFast, e.handles
 	defer c.finish()
-	units, failures := makeUnits(&c.call, 0, in, chunk, p.maxMessage())
-	if err := c.submit(units, failures); err != nil {
-		return nil, nil, callError(f.name, err)
+	// Encode and queue the chunks in waves of one per worker: the workers
+	// start on the first while the rest are encoded. (With NoWait, all at
+	// once: it queues all or nothing.)
+	wave := len(in)
+	if !cfg.nowait {
+		wave = chunk * p.opts.Workers
+	}
+	for off := 0; off < len(in); off += wave {
+		n := min(wave, len(in)-off)
+		units, failures := makeUnits(&c.call, off, in[off:off+n], chunk, p.maxMessage())
+		if err := c.submit(units, failures); err != nil {
+			return nil, nil, callError(f.name, err)
+		}
 	}
 	var errs []error
 	var buf []batch[R]

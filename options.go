@@ -155,7 +155,9 @@ func (f optionFunc) apply(c *callConfig) { f(c) }
 // ChunkSize sets how many items travel to a worker together. Larger chunks
 // cost fewer round trips; smaller ones balance load better and lose less
 // when a worker dies. The default is ceil(n / (4 × workers)) for Map and
-// MapAll, as in Python, and 1 for Imap and ImapUnordered.
+// MapAll, as in Python, but no more items than fit in 256 KiB of memory
+// (32,768 ints), so that the workers start soon and finish together; and
+// 1 for Imap and ImapUnordered.
 func ChunkSize(n int) CallOption {
 	return optionFunc(func(c *callConfig) { c.chunk = n })
 }
