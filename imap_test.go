@@ -1,6 +1,9 @@
 package mp_test
 
 import (
+	"errors"
+	"io"
+	"math"
 	"runtime"
 	"slices"
 	"testing"
@@ -72,10 +75,10 @@ func TestImapLazyEndless(t *testing.T) {
 			break
 		}
 	}
-	// At most a window of 2 tasks per worker, twice over, is in flight; as
-	// many may be done but not yet yielded, and as many more parked until
-	// the results before them are yielded.
-	if window := 2 * 2 * 2; read > 100+3*window+1 {
+	// At most a window of 8 tasks per worker (4 times the pool's depth of
+	// 2) is in flight; as many may be done but not yet yielded, and as many
+	// more parked until the results before them are yielded.
+	if window := 4 * 2 * 2; read > 100+3*window+1 {
 		t.Errorf("read %d items of the input for 100 results, want a bounded read-ahead", read)
 	}
 }
@@ -137,5 +140,55 @@ func TestImapBreakFreesWorkers(t *testing.T) {
 				g, pids, zombies, baseGoroutines, len(basePIDs), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestImapChunksWorkersDie(t *testing.T) {
+	// Workers die under chunks of an Imap: each chunk is split and run
+	// again from the items kept for it (whose memory the iteration uses
+	// again once all of their outcomes are in), so every other item's
+	// result is right, and each crashing item fails alone. Chunks of 300
+	// are split in parts of 19, whose crashing ones are split again while
+	// the others' outcomes come in.
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 3, TaskTimeout: 500 * time.Millisecond, Worker: mp.WorkerOptions{Stderr: io.Discard}})
+	ctx := bounded(t, 120*time.Second)
+	for _, c := range []struct {
+		ordered  bool
+		n, chunk int
+	}{{true, 600, 7}, {false, 600, 7}, {true, 1200, 300}, {false, 1200, 300}} {
+		calls := mp.Imap[int, int]
+		if !c.ordered {
+			calls = mp.ImapUnordered[int, int]
+		}
+		seen := make(map[int]bool)
+		i := 0
+		for v, err := range calls(ctx, p, poolCrash, slices.Values(seq(c.n)), mp.ChunkSize(c.chunk)) {
+			if err != nil {
+				var te *mp.TaskError
+				if !errors.As(err, &te) {
+					t.Fatalf("%+v: %v", c, err)
+				}
+				if _, ok := crashKindOf(te.Index); !ok {
+					t.Errorf("%+v: item %d failed: %v", c, te.Index, err)
+				}
+				seen[-1-te.Index] = true
+			} else {
+				r := int(math.Sqrt(float64(v)))
+				if r*r != v {
+					t.Fatalf("%+v: %d is no square", c, v)
+				}
+				if c.ordered && r != i {
+					t.Errorf("%+v: result %d is %d's, want %d's", c, i, r, i)
+				}
+				seen[r] = true
+			}
+			i++
+		}
+		for x := range c.n {
+			if _, bad := crashKindOf(x); bad != seen[-1-x] || !bad && !seen[x] {
+				t.Errorf("%+v: item %d: result %v, failure %v", c, x, seen[x], seen[-1-x])
+			}
+		}
 	}
 }
