@@ -23,7 +23,7 @@ all=(Spawn SpawnWarm PoolStart Map MapChunk1 Apply Floor ApplyAsync ImapUnordere
 	SharedMemory BigArg Lock Value Semaphore RLock Queue QueueMany Pipe)
 declare -A benchtime=(
 	[Spawn]=2s [SpawnWarm]=40x [PoolStart]=2s [Map]=5x [MapChunk1]=3x [Apply]=2s [Floor]=2s
-	[ApplyAsync]=2x [ImapUnordered]=10x [SharedMemory]=1s [BigArg]=3x [Lock]=5x [Value]=5x [Semaphore]=5x [RLock]=5x
+	[ApplyAsync]=2x [ImapUnordered]=40x [SharedMemory]=1s [BigArg]=3x [Lock]=5x [Value]=5x [Semaphore]=5x [RLock]=5x
 	[Queue]=3x [QueueMany]=3x [Pipe]=2s
 )
 # The Python twin of each benchmark, where it is not the benchmark's own
