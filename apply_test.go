@@ -62,3 +62,51 @@ func TestApplyAsync(t *testing.T) {
 		}
 	}
 }
+
+// valueCtx is a context of a type that is not comparable: it cannot be a
+// map key.
+type valueCtx struct {
+	context.Context
+	tags []string
+}
+
+func TestApplyAsyncCancel(t *testing.T) {
+	// Cancelling the ctx of many ApplyAsync calls fails the queued and the
+	// running ones at once, and leaves calls on other contexts alone; with
+	// a ctx of a comparable type (one watch for all) and of another.
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 2})
+	outer := bounded(t, 60*time.Second)
+	for _, comparable := range []bool{true, false} {
+		base, cancel := context.WithCancel(outer)
+		var ctx context.Context = base
+		if !comparable {
+			ctx = valueCtx{base, []string{"x"}}
+		}
+		var doomed, kept []*mp.Future[int]
+		for range 40 {
+			doomed = append(doomed, mp.ApplyAsync(ctx, p, poolSlow, time.Minute))
+		}
+		for i := range 10 {
+			kept = append(kept, mp.ApplyAsync(outer, p, poolSquare, i))
+		}
+		cancel()
+		start := time.Now()
+		for _, f := range doomed {
+			if _, err := f.Wait(outer); !errors.Is(err, context.Canceled) {
+				t.Fatalf("comparable=%v: a cancelled call: got %v", comparable, err)
+			}
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("comparable=%v: the cancelled calls took %v to fail", comparable, took)
+		}
+		for i, f := range kept {
+			if v, err := f.Wait(outer); v != i*i || err != nil {
+				t.Errorf("comparable=%v: a call on another ctx: %d, %v", comparable, v, err)
+			}
+		}
+	}
+	if v, err := mp.Apply(outer, p, poolSquare, 7); v != 49 || err != nil {
+		t.Errorf("after: %d, %v", v, err)
+	}
+}

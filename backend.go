@@ -141,12 +141,13 @@ func (r *remote) done(t *Task, result []byte, err error) {
 	r.kick()
 }
 
-// stopLocked takes the tasks of c (of every call, if c is nil) away from
-// the backend: the pool releases their units, then stop cancels them.
-func (r *remote) stopLocked(c *call) (units []*unit, stop func()) {
+// stopLocked takes the tasks of the calls that match (of every call, if
+// match is nil) away from the backend: the pool releases their units, then
+// stop cancels them.
+func (r *remote) stopLocked(match func(*call) bool) (units []*unit, stop func()) {
 	var tasks []*Task
 	for t, u := range r.tasks {
-		if c == nil || u.c == c {
+		if match == nil || match(u.c) {
 			delete(r.tasks, t)
 			units, tasks = append(units, u), append(tasks, t)
 		}
@@ -226,7 +227,7 @@ func RunTask(ctx context.Context, p *Pool, t *Task) ([]byte, error) {
 	c.handles = false
 	c.stopWatch = context.AfterFunc(c.ctx, func() { p.cancelCall(&c.call) })
 	defer c.stopWatch()
-	u := newUnit(&c.call, 0, items, rawEncoder(args, items))
+	u := newUnit(&c.call, 0, items, rawEncoder(args, items), 0)
 	u.args = args
 	c.pending = 1
 	if _, err := p.submit(ctx, []*unit{u}, false); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -54,8 +55,11 @@ type unit struct {
 	n     int
 	head  []byte // the task frame's header
 	args  []byte // the encoded arguments
-	// encode encodes items [off, off+n) of this unit's input, for split.
+	// encode encodes items [off, off+n) of the input it was made from,
+	// for split; the unit's are from base on. (One function for all the
+	// units of an input: no closure per unit.)
 	encode func(off, n int) ([]byte, []*handle, error)
+	base   int
 	// handles are the shared objects its arguments pass, each referenced
 	// by the unit until it is released or replaced (see dropHandles).
 	handles []*handle
@@ -110,7 +114,7 @@ func (u *unit) split() []*unit {
 // cut returns a new unit of items [lo, hi) of u, to run again.
 func (u *unit) cut(lo, hi int) *unit {
 	if lo == 0 && hi == u.n { // all of it, as encoded (an Apply has no encode)
-		part := newUnit(u.c, u.index, u.n, u.encode)
+		part := newUnit(u.c, u.index, u.n, u.encode, u.base)
 		part.attempt, part.args = u.attempt, u.args
 		for _, h := range u.handles {
 			if h.acquire() { // u holds it: it cannot fail
@@ -119,11 +123,11 @@ func (u *unit) cut(lo, hi int) *unit {
 		}
 		return part
 	}
-	part := newUnit(u.c, u.index+lo, hi-lo, func(off, n int) ([]byte, []*handle, error) { return u.encode(lo+off, n) })
+	part := newUnit(u.c, u.index+lo, hi-lo, u.encode, u.base+lo)
 	part.attempt = u.attempt
 	// These items were encoded together before, so this cannot fail unless
 	// encoding is not deterministic; if it does, the part fails.
-	part.args, part.handles, part.failed = part.encode(0, part.n)
+	part.args, part.handles, part.failed = part.encode(part.base, part.n)
 	return part
 }
 
@@ -155,8 +159,8 @@ func timeoutError(timeout time.Duration) error {
 
 // newUnit makes the unit of items [index, index+n) of c. It encodes them
 // now; the pool's failure paths use the units that fail to encode.
-func newUnit(c *call, index, n int, encode func(off, n int) ([]byte, []*handle, error)) *unit {
-	u := &unit{c: c, index: index, n: n, encode: encode}
+func newUnit(c *call, index, n int, encode func(off, n int) ([]byte, []*handle, error), base int) *unit {
+	u := &unit{c: c, index: index, n: n, encode: encode, base: base}
 	u.head = wire.AppendTaskHeader(u.headBuf[:0], wire.Task{Func: c.fn, Deadline: c.deadline, Timeout: c.timeout, N: n})
 	return u
 }
@@ -167,7 +171,7 @@ func makeOne[T any](c *call, arg T, limit int) (*unit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mp: encoding the argument %T: %w", arg, err)
 	}
-	u := newUnit(c, 0, 1, nil)
+	u := newUnit(c, 0, 1, nil, 0)
 	if size := len(args) + len(u.head); size > limit {
 		releaseAll(handles)
 		return nil, messageError(&wire.FrameTooLargeError{Size: int64(size), Limit: limit})
@@ -195,7 +199,7 @@ func makeUnits[T any](c *call, index int, items []T, chunk, limit int) (units []
 	}
 	var cut func(off, n int)
 	cut = func(off, n int) {
-		u := newUnit(c, index+off, n, func(o, k int) ([]byte, []*handle, error) { return encode(off+o, k) })
+		u := newUnit(c, index+off, n, encode, off)
 		args, handles, err := encode(off, n)
 		if err == nil && len(args)+len(u.head) > limit {
 			releaseAll(handles)
@@ -250,9 +254,15 @@ type collector[R any] struct {
 	quiet, failFast bool
 	one             R // an Apply's outcome, once pending is 0
 	oneErr          error
+	shared          *ctxWatch // an ApplyAsync's watch on its ctx, shared with others on it
+	// out, if set (a Map's), takes the values of units that succeed
+	// whole, as they come: such a unit adds no batch to ready, only its
+	// items to done.
+	out []R
 
 	mu      sync.Mutex
 	ready   []batch[R]
+	done    int           // items written to out
 	pending int           // units submitted and not yet resolved
 	notify  chan struct{} // poked when ready grows, or partial moves
 	// Items done in units still running, by unit, as their workers
@@ -293,10 +303,23 @@ func newApplyCollector[R any](ctx context.Context, p *Pool, fn string, cfg callC
 // watch has the call cancelled when its ctx ends, for an ApplyAsync, whose
 // caller does not wait (an Apply watches ctx itself, in waitOne).
 func (c *collector[R]) watch() {
-	if c.ctx.Done() != nil {
+	switch {
+	case c.ctx.Done() == nil:
+	case reflect.TypeOf(c.ctx).Comparable(): // can be a map key
+		c.shared = c.pool.watch(c.ctx)
+	default:
 		p := c.pool
 		c.stopWatch = context.AfterFunc(c.ctx, func() { p.cancelCall(&c.call) })
 	}
+}
+
+// unwatch stops the watch on an ApplyAsync's ctx.
+func (c *collector[R]) unwatch() {
+	if c.shared != nil {
+		c.pool.unwatch(c.shared)
+		c.shared = nil
+	}
+	c.stopWatch()
 }
 
 func noCancel(error) {}
@@ -319,7 +342,7 @@ func (c *collector[R]) resolveOne(res wire.Result, err error) {
 		c.mu.Unlock()
 		fu.value, fu.err = v, err
 		close(fu.done)
-		c.stopWatch()
+		c.unwatch()
 		return
 	}
 	c.mu.Lock()
@@ -370,8 +393,18 @@ func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {
 			b.errs[i] = c.taskError(u.index+i, err)
 		}
 	}
+	direct := c.out != nil && b.errs == nil
+	if direct {
+		// Its own items of out, which the caller reads only once all
+		// are done (or after finish, which waits for every unit).
+		copy(c.out[u.index:], b.values)
+	}
 	c.mu.Lock()
-	c.ready = append(c.ready, b)
+	if direct {
+		c.done += len(b.values)
+	} else {
+		c.ready = append(c.ready, b)
+	}
 	c.pending--
 	c.forgetLocked(u)
 	wake := !c.quiet || c.pending == 0 || (c.failFast && b.errs != nil)
@@ -480,6 +513,13 @@ func (c *collector[R]) take(buf []batch[R]) ([]batch[R], int) {
 	}
 }
 
+// doneDirect returns how many items resolve wrote to out.
+func (c *collector[R]) doneDirect() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.done
+}
+
 // finish cancels whatever of the call is still running, waits until the
 // pool has released all of its units (so its workers are free again), and
 // returns. Outcomes still to come are dropped.
@@ -488,7 +528,7 @@ func (c *collector[R]) finish() {
 	pending := c.pending
 	c.mu.Unlock()
 	if pending == 0 {
-		c.stopWatch() // the common case: nothing left to cancel
+		c.unwatch() // the common case: nothing left to cancel
 		c.cancel(errCallDone)
 		return
 	}

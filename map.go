@@ -83,17 +83,21 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 	}
 	c := newCollector[R](ctx, p, f.name, cfg)
 	c.quiet, c.failFast, c.handles = cfg.progress == nil, failFast, e.handles
+	if c.quiet {
+		c.out = out // outcomes go straight to out, not through batches
+	}
 	defer c.finish()
-	// Encode and queue the chunks in waves of one per worker: the workers
-	// start on the first while the rest are encoded. (With NoWait, all at
-	// once: it queues all or nothing.)
+	// Encode and queue the chunks in waves, a chunk for each worker
+	// first, then twice as many each time: the workers start on the first
+	// chunks while the rest are encoded. (With NoWait, all at once: it
+	// queues all or nothing.)
 	wave := len(in)
 	if !cfg.nowait {
 		wave = chunk * p.opts.Workers
 	}
-	for off := 0; off < len(in); off += wave {
-		n := min(wave, len(in)-off)
-		units, failures := makeUnits(&c.call, off, in[off:off+n], chunk, p.maxMessage())
+	for off := 0; off < len(in); off, wave = off+wave, 2*wave {
+		end := off + min(wave, len(in)-off)
+		units, failures := makeUnits(&c.call, off, in[off:end], chunk, p.maxMessage())
 		if err := c.submit(units, failures); err != nil {
 			return nil, nil, callError(f.name, err)
 		}
@@ -101,11 +105,11 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 	var errs []error
 	var buf []batch[R]
 	reported := 0
-	for done := 0; done < len(in); {
+	for taken, done := 0, 0; done < len(in); {
 		buf, _ = c.take(buf)
 		for _, b := range buf {
 			copy(out[b.index:], b.values)
-			done += len(b.values)
+			taken += len(b.values)
 			for i, err := range b.errs {
 				if err == nil {
 					continue
@@ -119,6 +123,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 				errs[b.index+i] = err
 			}
 		}
+		done = taken + c.doneDirect()
 		if cfg.progress != nil {
 			last := reported
 			if n := c.progressed(done, &reported); n != last {

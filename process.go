@@ -231,9 +231,8 @@ func decodeResult[R any](res wire.Result) (values []R, errs []error) {
 	case len(res.Failures) == res.N:
 		values = make([]R, res.N)
 	case res.N == 1:
-		var v R
-		v, err = wire.Unmarshal[R](res.Values)
-		values = []R{v}
+		values = make([]R, 1)
+		err = wire.UnmarshalInto(res.Values, &values[0])
 	default:
 		values, err = wire.Unmarshal[[]R](res.Values)
 		if err == nil && len(values) != res.N {

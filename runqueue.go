@@ -133,6 +133,27 @@ func (q *runQueue) removeCall(c *call) []*unit {
 	return units
 }
 
+// removeWhere takes every queued unit of the calls that match out of the
+// queue. It visits every call queued: for a cancel, not a hot path.
+func (q *runQueue) removeWhere(match func(*call) bool) []*unit {
+	var calls []*call
+	if cu := q.next; cu != nil {
+		for {
+			if match(cu.c) {
+				calls = append(calls, cu.c)
+			}
+			if cu = cu.next; cu == q.next {
+				break
+			}
+		}
+	}
+	var units []*unit
+	for _, c := range calls {
+		units = append(units, q.removeCall(c)...)
+	}
+	return units
+}
+
 // removeAll empties the queue and returns what it held.
 func (q *runQueue) removeAll() []*unit {
 	var all []*unit

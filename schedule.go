@@ -234,9 +234,19 @@ func (p *Pool) kickAll() {
 
 // watchLocked checks the units in flight for cancellation, deadlines and
 // memory, and adds the frames that act on them.
+//
+// Only the head (the unit the worker runs) has a deadline; the units
+// queued behind it are looked at only after a call was cancelled, or some
+// were stolen: a step per result would otherwise go through up to 64
+// contexts.
 func (s *slot) watchLocked(now time.Time, mem memSample, frames []frame, kill *bool, next *time.Duration) []frame {
 	p := s.p
+	all := s.seenCancels != p.cancels || s.rescan
+	s.seenCancels, s.rescan = p.cancels, false
 	for i, u := range s.inflight {
+		if i > 0 && !all {
+			break
+		}
 		if u.failed == nil && !u.splitting {
 			if u.c.ctx.Err() != nil {
 				u.failed, u.cause = context.Cause(u.c.ctx), "cancel"
@@ -346,6 +356,7 @@ func (p *Pool) stealLocked(s *slot) {
 			u.stolen, took = true, true
 		}
 		if took {
+			o.rescan = true
 			o.poke()
 			return
 		}

@@ -35,11 +35,16 @@ type slot struct {
 	ready     bool    // handshake and Init done, and its reader runs
 	inflight  []*unit // sent to the worker, in the order sent; [0] is running
 	headSince time.Time
-	tasks     int           // tasks sent to this worker
-	retire    string        // why the worker is to be replaced once idle
-	kill      string        // why the worker was killed
-	killID    uint64        // the task it was killed for
-	avgTask   time.Duration // a moving average of how long its tasks take, for its depth
+	// seenCancels is the pool's cancels when watchLocked last looked at
+	// every unit in flight; rescan asks it to look again (units were
+	// stolen).
+	seenCancels uint64
+	rescan      bool
+	tasks       int           // tasks sent to this worker
+	retire      string        // why the worker is to be replaced once idle
+	kill        string        // why the worker was killed
+	killID      uint64        // the task it was killed for
+	avgTask     time.Duration // a moving average of how long its tasks take, for its depth
 
 	frames     []frame     // step's, guarded by sendMu
 	deferred   []frame     // frames a reader left for the supervisor to send; guarded by sendMu

@@ -61,17 +61,25 @@ func Marshal[T any](v T) ([]byte, error) {
 // Unmarshal decodes data into a T. For T = []byte it returns data itself.
 func Unmarshal[T any](data []byte) (T, error) {
 	var v T
-	if p, ok := any(&v).(*[]byte); ok && IsRaw[T]() {
-		*p = data
-		return v, nil
+	err := UnmarshalInto(data, &v)
+	return v, err
+}
+
+// UnmarshalInto is Unmarshal into *p, which must hold T's zero value: where
+// *p is already on the heap (an element of a slice), it allocates nothing
+// more for an integer, a float or a bool.
+func UnmarshalInto[T any](data []byte, p *T) error {
+	if q, ok := any(p).(*[]byte); ok && IsRaw[T]() {
+		*q = data
+		return nil
 	}
-	if unmarshalFast(data, any(&v)) {
-		return v, nil
+	if unmarshalFast(data, any(p)) {
+		return nil
 	}
-	if err := decMode.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("%w: decoding %T: %v", ErrMalformed, v, err)
+	if err := decMode.Unmarshal(data, p); err != nil {
+		return fmt.Errorf("%w: decoding %T: %v", ErrMalformed, *p, err)
 	}
-	return v, nil
+	return nil
 }
 
 // MarshalAny and UnmarshalAny are the codec for the protocol's own structures.
