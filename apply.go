@@ -8,9 +8,9 @@ import (
 // as Python's Pool.apply. It blocks until the call is done. Its errors are
 // those of [Map], with Index -1 in the *[TaskError]. Of the options, only
 // [NoWait] applies: with it, Apply fails at once with [ErrQueueFull] when
-// the pool's queue is full. A round trip cost 111µs on a loaded 2-core
+// the pool's queue is full. A round trip cost 113µs on a loaded 2-core
 // machine (2.5 times faster than Python's Pool.apply in the same run, and
-// 2.1 times the bare round trip of 64 bytes between two processes there,
+// 2.3 times the bare round trip of 64 bytes between two processes there,
 // BenchmarkFloor), with 6 allocations in the calling process.
 func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...CallOption) (R, error) {
 	c, err := startApply(ctx, p, f, arg, opts, nil)
@@ -33,8 +33,8 @@ type Future[R any] struct {
 // ApplyAsync starts f(arg) in one of the pool's workers and returns at
 // once, as Python's Pool.apply_async. Cancelling ctx cancels the call. The
 // call runs whether or not anyone waits for it. Its Future is resolved as
-// the result arrives, with no goroutine per call: 50,000 at once took 14µs
-// a task on 2 workers of a loaded 2-core machine, 5.8 times faster than
+// the result arrives, with no goroutine per call: 50,000 at once took 11µs
+// a task on 2 workers of a loaded 2-core machine, 6.5 times faster than
 // Python's apply_async in the same run. Where the pool's queue is
 // bounded and full, ApplyAsync blocks until there is room, or with
 // [NoWait] returns a Future that holds [ErrQueueFull].

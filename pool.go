@@ -29,10 +29,12 @@ import (
 // What the machinery costs, measured with a trivial function on 2 workers
 // of a loaded 2-core machine (bench/run.sh, 5 rounds, 2026-11-27; Python's
 // multiprocessing twin in the same run): a Map of a million ints with the
-// default chunks takes 114ms (3.8 times faster than Python's Pool.map);
-// with ChunkSize(1) each item costs about 10µs (4.3 times); an Apply round
-// trip 111µs (2.5 times; twice a bare round trip between two processes on
-// that machine); ApplyAsync, with many in flight, 14µs a task (5.8 times).
+// default chunks takes 100ms (5.0 times faster than Python's Pool.map);
+// with ChunkSize(1) each item costs about 9µs (4.9 times); an Apply round
+// trip 113µs (2.5 times; 2.3 times a bare round trip between two processes
+// on that machine); ApplyAsync, with many in flight, 11µs a task (6.5
+// times); ImapUnordered of 200,000 ints in chunks of 1,000, 21ms (3.0
+// times).
 //
 // # How the pool is put together
 //
@@ -158,7 +160,7 @@ type Stats struct {
 // Init failed; then no process is left behind.
 //
 // Starting a pool costs about what starting its workers does: a pool of 2
-// started, used once and closed took 34ms in the run above (1.6 times
+// started, used once and closed took 36ms in the run above (1.6 times
 // faster than Python's Pool with fork; 3 to 6ms on a quiet machine).
 func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 	if ctx == nil {
