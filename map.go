@@ -88,13 +88,14 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 		c.out = out // outcomes go straight to out, not through batches
 	}
 	defer c.finish()
-	// Encode and queue the chunks in waves, a chunk for each worker
-	// first, then twice as many each time: the workers start on the first
-	// chunks while the rest are encoded. (With NoWait, all at once: it
-	// queues all or nothing.)
+	// Encode and queue the chunks in waves, a chunk for each worker (or
+	// 1,024 items) first, then twice as many each time: the workers start
+	// on the first chunks while the rest are encoded. (With NoWait, all at
+	// once: it queues all or nothing. A small Map is queued all at once
+	// too, and its tasks spread over the workers as they come free.)
 	wave := len(in)
 	if !cfg.nowait {
-		wave = chunk * p.opts.Workers
+		wave = max(chunk*p.opts.Workers, 1024)
 	}
 	for off := 0; off < len(in); off, wave = off+wave, 2*wave {
 		end := off + min(wave, len(in)-off)
