@@ -107,7 +107,7 @@ func StartHost(t testing.TB, url string, env ...string) *Host {
 		close(h.done)
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT) // if a test stopped it
+		resume(cmd.Process) // if a test stopped it
 		cmd.Process.Signal(syscall.SIGTERM)
 		if _, ok := h.Exited(10 * time.Second); !ok {
 			cmd.Process.Kill()
