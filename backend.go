@@ -32,7 +32,8 @@ type Backend interface {
 	// error if the task could not be run (its workers were lost, say).
 	Run(t *Task)
 	// Cancel asks the backend to stop t, which the pool has failed with its
-	// call's cause. t.Done may still follow; the pool ignores it.
+	// call's cause. The pool calls it only after Run(t) has returned. t.Done
+	// may still follow; the pool ignores it.
 	Cancel(t *Task)
 	// Close stops the backend, once the pool has failed what was running.
 	Close() error
@@ -51,6 +52,9 @@ type Task struct {
 
 	r    *remote
 	once sync.Once
+	// Guarded by the pool's mutex: the dispatcher is handing t to Run, and
+	// t was cancelled meanwhile (the dispatcher cancels it after Run).
+	running, cancelled bool
 }
 
 // Done hands the task's outcome to its pool: result is what RunTask
@@ -103,21 +107,36 @@ func (r *remote) dispatch() {
 			return
 		}
 		var run []*Task
+		var drop []*unit
 		p.mu.Lock()
 		for len(r.tasks) < p.opts.Workers && !p.closing {
 			u := p.popLocked()
 			if u == nil {
 				break
 			}
+			if u.c.ctx.Err() != nil { // queued after its call was cancelled
+				drop = append(drop, u)
+				continue
+			}
 			p.nextID++
 			t := &Task{ID: p.nextID, Func: u.c.fn, Items: u.n, Args: u.args, Attempt: u.attempt,
-				Deadline: u.c.deadline, Timeout: u.c.timeout, r: r}
+				Deadline: u.c.deadline, Timeout: u.c.timeout, r: r, running: true}
 			r.tasks[t] = u
 			run = append(run, t)
 		}
 		p.mu.Unlock()
+		for _, u := range drop {
+			p.release(u, wire.Result{}, context.Cause(u.c.ctx))
+		}
 		for _, t := range run {
 			r.backend.Run(t)
+			p.mu.Lock()
+			t.running = false
+			cancel := t.cancelled
+			p.mu.Unlock()
+			if cancel {
+				r.backend.Cancel(t)
+			}
 		}
 	}
 }
@@ -149,7 +168,12 @@ func (r *remote) stopLocked(match func(*call) bool) (units []*unit, stop func())
 	for t, u := range r.tasks {
 		if match == nil || match(u.c) {
 			delete(r.tasks, t)
-			units, tasks = append(units, u), append(tasks, t)
+			units = append(units, u)
+			if t.running {
+				t.cancelled = true // the dispatcher cancels it once Run returns
+			} else {
+				tasks = append(tasks, t)
+			}
 		}
 	}
 	return units, func() {

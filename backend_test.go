@@ -157,3 +157,83 @@ func indexOfKind(name string) int {
 	}
 	return -1
 }
+
+// recorder is a Backend that fails each task at once, and records what the
+// pool asked of it: Runs after its first (which cancels the call), and
+// whether any Cancel came for a task before its Run returned.
+type recorder struct {
+	cancel context.CancelFunc
+
+	mu            sync.Mutex
+	runs, late    int
+	running       map[*mp.Task]bool
+	cancelDuring  bool
+	cancelUnknown bool
+}
+
+func (r *recorder) Capacity() int { return 4 }
+
+func (r *recorder) Run(t *mp.Task) {
+	r.mu.Lock()
+	if r.runs++; r.runs == 1 {
+		r.cancel() // the call's ctx ends while Run holds its first task
+	} else {
+		r.late++
+	}
+	if r.running == nil {
+		r.running = make(map[*mp.Task]bool)
+	}
+	r.running[t] = true
+	r.mu.Unlock()
+	time.Sleep(time.Millisecond) // a Cancel that did not wait for Run would come now
+	r.mu.Lock()
+	r.running[t] = false
+	r.mu.Unlock()
+	go t.Done(nil, errors.New("ran on the backend"))
+}
+
+func (r *recorder) Cancel(t *mp.Task) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	running, known := r.running[t]
+	r.cancelDuring = r.cancelDuring || running
+	r.cancelUnknown = r.cancelUnknown || !known
+}
+
+func (r *recorder) Close() error { return nil }
+
+func TestBackendCancelledMap(t *testing.T) {
+	// A Map whose ctx ends while its tasks go to a backend: the tasks
+	// queued after that are not handed to the backend (at most the 4 it
+	// held), the items not run fail with the ctx's error, and no Cancel
+	// comes for a task before its Run has returned.
+	ctx, cancel := context.WithCancel(bounded(t, 60*time.Second))
+	r := &recorder{cancel: cancel}
+	p, err := mp.NewPool(t.Context(), mp.PoolOptions{Backend: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	in := make([]int, 200_000)
+	_, errs, err := mp.MapAll(ctx, p, poolSquare, in, mp.ChunkSize(100))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("MapAll: %v, want context.Canceled", err)
+	}
+	cancelled := 0
+	for _, e := range errs {
+		if errors.Is(e, context.Canceled) {
+			cancelled++
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.late > 4 {
+		t.Errorf("%d tasks went to the backend after the call's ctx ended, want at most the 4 it held", r.late)
+	}
+	if cancelled < len(in)-5*100 {
+		t.Errorf("%d items failed with the ctx's error, want all but those of 5 tasks at most", cancelled)
+	}
+	if r.cancelDuring || r.cancelUnknown {
+		t.Errorf("a Cancel came before its task's Run returned (during %v, before %v)", r.cancelDuring, r.cancelUnknown)
+	}
+}

@@ -305,12 +305,18 @@ func newApplyCollector[R any](ctx context.Context, p *Pool, fn string, cfg callC
 func (c *collector[R]) watch() {
 	switch {
 	case c.ctx.Done() == nil:
-	case reflect.TypeOf(c.ctx).Comparable(): // can be a map key
-		c.shared = c.pool.watch(c.ctx)
+	case reflect.TypeOf(c.ctx).Comparable() && c.setShared(): // one watch for all on c.ctx
 	default:
 		p := c.pool
 		c.stopWatch = context.AfterFunc(c.ctx, func() { p.cancelCall(&c.call) })
 	}
+}
+
+// setShared counts the call on its ctx's shared watch, and reports whether
+// it could.
+func (c *collector[R]) setShared() bool {
+	c.shared = c.pool.watch(c.ctx)
+	return c.shared != nil
 }
 
 // unwatch stops the watch on an ApplyAsync's ctx.

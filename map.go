@@ -93,11 +93,20 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 	// on the first chunks while the rest are encoded. (With NoWait, all at
 	// once: it queues all or nothing. A small Map is queued all at once
 	// too, and its tasks spread over the workers as they come free.)
+	// A wave is whole chunks, so that every chunk but the last has chunk
+	// items. Once ctx has ended, no more waves go: their items fail with
+	// its cause.
+	chunk = min(chunk, len(in))
 	wave := len(in)
 	if !cfg.nowait {
-		wave = max(chunk*p.opts.Workers, 1024)
+		wave = chunk * max(p.opts.Workers, (1024+chunk-1)/chunk)
 	}
+	submitted := len(in)
 	for off := 0; off < len(in); off, wave = off+wave, 2*wave {
+		if c.ctx.Err() != nil {
+			submitted = off
+			break
+		}
 		end := off + min(wave, len(in)-off)
 		units, failures := makeUnits(&c.call, off, in[off:end], chunk, p.maxMessage())
 		if err := c.submit(units, failures); err != nil {
@@ -107,7 +116,7 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 	var errs []error
 	var buf []batch[R]
 	reported := 0
-	for taken, done := 0, 0; done < len(in); {
+	for taken, done := 0, 0; done < submitted; {
 		buf, _ = c.take(buf)
 		for _, b := range buf {
 			copy(out[b.index:], b.values)
@@ -131,6 +140,18 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 			if n := c.progressed(done, &reported); n != last {
 				cfg.progress(n, len(in))
 			}
+		}
+	}
+	if submitted < len(in) { // ctx ended before these were queued
+		cause := context.Cause(c.ctx)
+		if failFast {
+			return nil, []error{c.taskError(submitted, cause)}, nil
+		}
+		if errs == nil {
+			errs = make([]error, len(in))
+		}
+		for i := submitted; i < len(in); i++ {
+			errs[i] = c.taskError(i, cause)
 		}
 	}
 	if errs != nil && ctx.Err() != nil {

@@ -60,7 +60,7 @@ type Pool struct {
 	opts        PoolOptions
 	fingerprint string
 	log         *slog.Logger
-	depth       int           // tasks in flight per worker to start with (see depthLocked), and Imap's window per worker / 2
+	depth       int           // tasks in flight per worker to start with (see depthLocked), and Imap's window per worker / 4
 	grace       time.Duration // between a cancel frame and the kill
 	hardMemory  int64
 	run         runner        // where units run: the pool's workers (its slots), or a Backend
@@ -466,11 +466,17 @@ type ctxWatch struct {
 }
 
 // watch counts one more call in progress on ctx, which must be of a
-// comparable type, and returns its watch.
-func (p *Pool) watch(ctx context.Context) *ctxWatch {
+// comparable type, and returns its watch; or nil if ctx cannot be a map
+// key after all (a comparable struct whose interface field holds a slice).
+func (p *Pool) watch(ctx context.Context) (w *ctxWatch) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	w := p.watches[ctx]
+	defer func() {
+		if recover() != nil {
+			w = nil
+		}
+	}()
+	w = p.watches[ctx]
 	if w == nil {
 		if p.watches == nil {
 			p.watches = make(map[context.Context]*ctxWatch)

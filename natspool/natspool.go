@@ -189,6 +189,14 @@ func (o Options) setUp(ctx context.Context, js jetstream.JetStream) (jetstream.S
 			AckWait:   o.ackWait(), MaxDeliver: o.retries() + 1, MaxAckPending: -1,
 		})
 	}
+	if err != nil && s != nil {
+		if _, e := js.Consumer(ctx, streamName, consumerName); e == nil {
+			// An earlier natspool's consumer, unfiltered: the stream keeps
+			// a task for one consumer only, so no other may be added.
+			return nil, fmt.Errorf("natspool: setting up JetStream on %s: the stream %s has the consumer %q of an earlier version of natspool, which takes every task: delete it once its worker hosts are gone: %w",
+				redact(o.URL), streamName, consumerName, err)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("natspool: setting up JetStream on %s: %w", redact(o.URL), err)
 	}
@@ -290,9 +298,12 @@ func (b *backend) Capacity() int { return b.opts.capacity() }
 
 // Run publishes t, once some worker host says it serves t's function.
 func (b *backend) Run(t *mp.Task) {
+	b.mu.Lock()
+	b.tasks[t.ID] = t // before Run returns: a Cancel that follows finds it
+	b.mu.Unlock()
 	go func() {
 		if err := b.waitServed(t.Func); err != nil {
-			t.Done(nil, err)
+			b.finish(t.ID, nil, err)
 			return
 		}
 		m := nats.NewMsg(subjectFor(b.job))
@@ -308,15 +319,18 @@ func (b *backend) Run(t *mp.Task) {
 			m.Header.Set(hTimeout, strconv.FormatInt(int64(t.Timeout), 10))
 		}
 		b.mu.Lock()
-		b.tasks[t.ID] = t
+		_, running := b.tasks[t.ID]
 		b.mu.Unlock()
+		if !running { // cancelled while it waited for a host
+			return
+		}
 		ack, err := b.js.PublishMsg(b.ctx, m)
 		if err != nil {
 			b.finish(t.ID, nil, fmt.Errorf("natspool: publishing a task of %s: %w", t.Func, err))
 			return
 		}
 		b.mu.Lock()
-		_, running := b.tasks[t.ID]
+		_, running = b.tasks[t.ID]
 		if running {
 			b.seqs[ack.Sequence] = t.ID
 		}

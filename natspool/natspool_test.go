@@ -70,6 +70,10 @@ var (
 		}
 		return x, nil
 	})
+	// touch creates the file at path.
+	touch = mp.Register("natspool.test.touch", func(ctx context.Context, path string) (int, error) {
+		return 0, os.WriteFile(path, nil, 0o600)
+	})
 	// host returns the pid of the worker host that ran it (its worker's
 	// parent).
 	host = mp.Register("natspool.test.host", func(ctx context.Context, _ int) (int, error) { return os.Getppid(), nil })
@@ -550,5 +554,75 @@ func TestClusterTaskRunsTwice(t *testing.T) {
 	}
 	if st := p.Stats(); st.TasksDone != 2 || st.TasksRunning != 0 {
 		t.Errorf("Stats: %d done, %d running; want 2 (the task once, and the Apply), none running", st.TasksDone, st.TasksRunning)
+	}
+}
+
+func TestClusterCancelBeforeHost(t *testing.T) {
+	// A call cancelled while its task waits for a host that serves its
+	// function: the task never runs, not even once a host comes.
+	ctx := bounded(t, 60*time.Second)
+	s := startServer(t)
+	p := newPool(t, ctx, natspool.Options{URL: s.URL(), NoWorkerTimeout: 30 * time.Second})
+	dir := t.TempDir()
+	call, cancel := context.WithCancel(ctx)
+	f := mp.ApplyAsync(call, p, touch, filepath.Join(dir, "cancelled"))
+	cancel()
+	if _, err := f.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled call: %v", err)
+	}
+	startHost(t, s.WorkerURL())
+	// A task after it, which the host runs; then nothing is left to run.
+	if _, err := mp.Apply(ctx, p, touch, filepath.Join(dir, "after")); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	cons, err := js.Consumer(ctx, "MP_TASKS", "mp-workers-"+mp.Build()[:16])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("tasks still pending: %d, unacknowledged: %d", info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cancelled")); err == nil {
+		t.Error("the cancelled task ran")
+	}
+}
+
+func TestOldConsumerNamed(t *testing.T) {
+	// The unfiltered consumer of an earlier natspool on a kept stream: a
+	// pool says what it is and what to do, rather than fail obscurely.
+	ctx := bounded(t, 30*time.Second)
+	s := startServer(t)
+	nc, err := nats.Connect(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "MP_TASKS", Subjects: []string{"mp.tasks.>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, MaxBytes: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, "MP_TASKS", jetstream.ConsumerConfig{Durable: "mp-workers", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = natspool.NewPool(ctx, natspool.Options{URL: s.URL()})
+	if err == nil || !strings.Contains(err.Error(), `consumer "mp-workers" of an earlier version`) {
+		t.Errorf("got %v, want an error that names the earlier consumer", err)
 	}
 }

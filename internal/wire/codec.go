@@ -67,7 +67,7 @@ func Unmarshal[T any](data []byte) (T, error) {
 
 // UnmarshalInto is Unmarshal into *p, which must hold T's zero value: where
 // *p is already on the heap (an element of a slice), it allocates nothing
-// more for an integer, a float or a bool.
+// more for the types of the fast path (integers, floats).
 func UnmarshalInto[T any](data []byte, p *T) error {
 	if q, ok := any(p).(*[]byte); ok && IsRaw[T]() {
 		*q = data
