@@ -3,6 +3,7 @@ package mp_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -17,7 +18,13 @@ import (
 // the errors it may have.
 func TestConcurrentCallsAndClose(t *testing.T) {
 	t.Parallel()
-	p := newPool(t, mp.PoolOptions{Workers: 2, TaskTimeout: 2 * time.Second})
+	for _, workers := range []int{2, 16} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) { concurrentCallsAndClose(t, workers) })
+	}
+}
+
+func concurrentCallsAndClose(t *testing.T, workers int) {
+	p := newPool(t, mp.PoolOptions{Workers: workers, TaskTimeout: 2 * time.Second})
 	ctx := bounded(t, 60*time.Second)
 	allowed := func(err error) bool {
 		return errors.Is(err, mp.ErrPoolClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
@@ -30,7 +37,7 @@ func TestConcurrentCallsAndClose(t *testing.T) {
 		default:
 		}
 	}
-	for g := range 8 {
+	for g := range 10 {
 		wg.Go(func() {
 			for round := 0; ; round++ {
 				cctx, cancel := context.WithCancel(ctx)
@@ -38,7 +45,7 @@ func TestConcurrentCallsAndClose(t *testing.T) {
 					time.AfterFunc(time.Duration(round%5)*time.Millisecond, cancel)
 				}
 				var err error
-				switch g % 4 {
+				switch g % 5 {
 				case 0:
 					var got []int
 					got, err = mp.Map(cctx, p, poolSquare, seq(200), mp.ChunkSize(7))
@@ -64,6 +71,21 @@ func TestConcurrentCallsAndClose(t *testing.T) {
 					v, err = mp.Apply(cctx, p, poolSquare, round)
 					if err == nil && v != round*round {
 						report(errors.New("Apply: wrong result"))
+					}
+				case 4:
+					// Many ApplyAsync calls on one ctx, which may end.
+					var futures []*mp.Future[int]
+					for i := range 20 {
+						futures = append(futures, mp.ApplyAsync(cctx, p, poolSquare, i))
+					}
+					for i, f := range futures {
+						v, e := f.Wait(ctx)
+						if e == nil && v != i*i {
+							report(errors.New("ApplyAsync: wrong result"))
+						}
+						if e != nil && err == nil {
+							err = e
+						}
 					}
 				case 3:
 					// Items 49, 99, ... kill their workers.
