@@ -333,23 +333,29 @@ func noStop() bool   { return true }
 
 // resolveOne is resolve for an Apply: one value, no batch.
 func (c *collector[R]) resolveOne(res wire.Result, err error) {
+	if fu := c.future; fu != nil {
+		// An ApplyAsync: resolve its Future here, on the reader's
+		// goroutine, rather than keep a goroutine waiting for every Future.
+		if err == nil {
+			err = decodeOneInto(res, &fu.value) // into the Future: no copy
+		}
+		if err != nil {
+			err = c.taskError(-1, err)
+		}
+		c.mu.Lock()
+		c.pending--
+		c.mu.Unlock()
+		fu.err = err
+		close(fu.done)
+		c.unwatch()
+		return
+	}
 	var v R
 	if err == nil {
 		v, err = decodeOne[R](res)
 	}
 	if err != nil {
 		err = c.taskError(-1, err)
-	}
-	if fu := c.future; fu != nil {
-		// An ApplyAsync: resolve its Future here, on the reader's
-		// goroutine, rather than keep a goroutine waiting for every Future.
-		c.mu.Lock()
-		c.pending--
-		c.mu.Unlock()
-		fu.value, fu.err = v, err
-		close(fu.done)
-		c.unwatch()
-		return
 	}
 	c.mu.Lock()
 	c.one, c.oneErr = v, err

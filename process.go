@@ -212,14 +212,22 @@ func (p *Process[R]) withCause(err error) error {
 // decodeOne returns the value of the one item of res, or its error.
 func decodeOne[R any](res wire.Result) (R, error) {
 	var v R
+	err := decodeOneInto(res, &v)
+	return v, err
+}
+
+// decodeOneInto is decodeOne into *p, which holds R's zero value, and is
+// left so if the item failed.
+func decodeOneInto[R any](res wire.Result, p *R) error {
 	if len(res.Failures) > 0 {
-		return v, failureError(res.Failures[0])
+		return failureError(res.Failures[0])
 	}
-	v, err := wire.Unmarshal[R](res.Values)
-	if err != nil {
-		return v, fmt.Errorf("mp: decoding the result: %w", err)
+	if err := wire.UnmarshalInto(res.Values, p); err != nil {
+		var zero R
+		*p = zero
+		return fmt.Errorf("mp: decoding the result: %w", err)
 	}
-	return v, nil
+	return nil
 }
 
 // decodeResult returns the values of the items of res, and if any failed,

@@ -1,5 +1,7 @@
 package mp
 
+import "slices"
+
 // runQueue holds the units waiting for a worker: one FIFO per call, served
 // in turn. A worker that asks for a unit gets the next call's oldest one,
 // so calls share the workers fairly: an Apply made during a long Map waits
@@ -22,6 +24,7 @@ type callUnits struct {
 	c          *call
 	units      []*unit
 	prev, next *callUnits
+	one        [1]*unit // units' first array: most calls have one unit
 }
 
 func (q *runQueue) len() int { return q.units }
@@ -40,6 +43,7 @@ func (q *runQueue) fifo(c *call) *callUnits {
 		cu.c = c
 	} else {
 		cu = &callUnits{c: c}
+		cu.units = cu.one[:0]
 	}
 	q.byCall[c] = cu
 	if q.next == nil {
@@ -123,8 +127,9 @@ func (q *runQueue) removeCall(c *call) []*unit {
 	if cu == nil {
 		return nil
 	}
-	units := cu.units
-	cu.units = nil // not to be reused: the caller keeps the units
+	units := slices.Clone(cu.units) // cu and its array are used again
+	clear(cu.units)
+	cu.units = cu.units[:0]
 	q.unlink(cu)
 	for _, u := range units {
 		q.units--
