@@ -100,15 +100,34 @@ var (
 // waitStarted waits until slow, running for marker, has written it.
 func waitStarted(t *testing.T, ctx context.Context, marker string) {
 	t.Helper()
-	for {
-		if _, err := os.Stat(marker); err == nil {
-			return
+	waitFor(t, ctx, "the task to start", func() bool { _, err := os.Stat(marker); return err == nil })
+}
+
+// waitFor waits until cond holds, and fails the test if ctx ends first.
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, context.Cause(ctx))
+		case <-time.After(10 * time.Millisecond):
 		}
-		if ctx.Err() != nil {
-			t.Fatal("the task never started")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// admin connects to s with the pools' rights, until the test ends.
+func admin(t *testing.T, s *natspool.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }
 
 func bounded(t *testing.T, d time.Duration) context.Context {
@@ -421,12 +440,7 @@ func TestClusterCallCleanedUp(t *testing.T) {
 	s := startServer(t)
 	startHost(t, s.WorkerURL())
 	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
-	nc, err := nats.Connect(s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := admin(t, s)
 	stream, err := js.Stream(ctx, "MP_TASKS")
 	if err != nil {
 		t.Fatal(err)
@@ -455,20 +469,12 @@ func TestClusterCallCleanedUp(t *testing.T) {
 		break
 	}
 	cancel()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	within, cancelWithin := context.WithTimeout(ctx, 10*time.Second)
+	defer cancelWithin()
+	waitFor(t, within, "the stream to lose the call's tasks", func() bool {
 		info, err := stream.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("10s after the call ended, the stream still holds %d of its tasks", info.State.Msgs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && info.State.Msgs == 0
+	})
 	if v, err := mp.Apply(ctx, p, snooze, 1); v != 1 || err != nil {
 		t.Errorf("the pool after: %d, %v", v, err)
 	}
@@ -510,11 +516,7 @@ func TestClusterTaskRunsTwice(t *testing.T) {
 	stopped := startHost(t, s.WorkerURL())
 	p := newPool(t, ctx, natspool.Options{URL: s.URL()})
 	// Watch the outcomes the hosts hand over.
-	nc, err := nats.Connect(s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc, _ := admin(t, s)
 	outcomes := make(chan *nats.Msg, 8)
 	if _, err := nc.ChanSubscribe("mp.results.>", outcomes); err != nil {
 		t.Fatal(err)
@@ -525,15 +527,10 @@ func TestClusterTaskRunsTwice(t *testing.T) {
 	first, _ := os.ReadFile(marker)
 	stopped.Process.Signal(syscall.SIGSTOP)
 	startHost(t, s.WorkerURL())
-	for { // the second run has started
-		if b, _ := os.ReadFile(marker); len(b) > 0 && string(b) != string(first) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the task never ran on the second host")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, ctx, "the task to run on the second host", func() bool {
+		b, _ := os.ReadFile(marker)
+		return len(b) > 0 && string(b) != string(first)
+	})
 	stopped.Process.Signal(syscall.SIGCONT) // its worker finished meanwhile: its outcome goes out now
 	got, err := f.Wait(ctx)
 	if err != nil {
@@ -575,29 +572,15 @@ func TestClusterCancelBeforeHost(t *testing.T) {
 	if _, err := mp.Apply(ctx, p, touch, filepath.Join(dir, "after")); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := admin(t, s)
 	cons, err := js.Consumer(ctx, "MP_TASKS", "mp-workers-"+mp.Build()[:16])
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	waitFor(t, ctx, "no task left to run or acknowledge", func() bool {
 		info, err := cons.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("tasks still pending: %d, unacknowledged: %d", info.NumPending, info.NumAckPending)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
 	if _, err := os.Stat(filepath.Join(dir, "cancelled")); err == nil {
 		t.Error("the cancelled task ran")
 	}
@@ -608,12 +591,7 @@ func TestOldConsumerNamed(t *testing.T) {
 	// pool says what it is and what to do, rather than fail obscurely.
 	ctx := bounded(t, 30*time.Second)
 	s := startServer(t)
-	nc, err := nats.Connect(s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := admin(t, s)
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "MP_TASKS", Subjects: []string{"mp.tasks.>"},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, MaxBytes: 1 << 30}); err != nil {
 		t.Fatal(err)
@@ -621,7 +599,7 @@ func TestOldConsumerNamed(t *testing.T) {
 	if _, err := js.CreateOrUpdateConsumer(ctx, "MP_TASKS", jetstream.ConsumerConfig{Durable: "mp-workers", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = natspool.NewPool(ctx, natspool.Options{URL: s.URL()})
+	_, err := natspool.NewPool(ctx, natspool.Options{URL: s.URL()})
 	if err == nil || !strings.Contains(err.Error(), `consumer "mp-workers" of an earlier version`) {
 		t.Errorf("got %v, want an error that names the earlier consumer", err)
 	}
