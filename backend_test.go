@@ -3,6 +3,7 @@ package mp_test
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"sync"
 	"testing"
@@ -117,7 +118,7 @@ func TestBackendErrors(t *testing.T) {
 	// A task's error, panic, crash and timeout on the worker host come back
 	// with the types a local pool gives.
 	t.Parallel()
-	p, _ := newLoopbackPool(t, mp.PoolOptions{Workers: 2, TaskTimeout: 2 * time.Second})
+	p, _ := newLoopbackPool(t, mp.PoolOptions{Workers: 2, TaskTimeout: 2 * time.Second, Worker: mp.WorkerOptions{Stderr: io.Discard}})
 	ctx := bounded(t, 60*time.Second)
 	for _, k := range crashKinds {
 		t.Run(k.name, func(t *testing.T) {

@@ -130,7 +130,7 @@ func TestMapSquares(t *testing.T) {
 
 func TestMapCrashMatrix(t *testing.T) {
 	t.Parallel()
-	p := newPool(t, mp.PoolOptions{Workers: 2, TaskTimeout: 500 * time.Millisecond, Worker: mp.WorkerOptions{Stderr: io.Discard}})
+	p := newPool(t, mp.PoolOptions{Workers: 2, TaskTimeout: time.Second, Worker: mp.WorkerOptions{Stderr: io.Discard}})
 	in := seq(2000)
 	start := time.Now()
 	out, errs, err := mp.MapAll(bounded(t, 90*time.Second), p, poolCrash, in)

@@ -22,7 +22,10 @@ type PoolOptions struct {
 	// it has its context cancelled, and if it has not returned after a
 	// grace of 100ms, its worker's process group is killed and a new
 	// worker started; the task fails with an error matching
-	// context.DeadlineExceeded.
+	// context.DeadlineExceeded and ErrTaskTimeout. A task that returns an
+	// error within the grace fails the same way; one that returns a value
+	// within it keeps that value (on a busy machine, the parent may see a
+	// quick task's result late).
 	//
 	// In a chunk of several items, each item has its own TaskTimeout. An
 	// item that overruns it by the grace is reported by its worker, which

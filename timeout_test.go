@@ -54,6 +54,31 @@ func TestTaskTimeoutCooperative(t *testing.T) {
 	}
 }
 
+// TestTaskTimeoutResultInGrace runs tasks that overrun their timeout by
+// less than the grace, and return a value: the value is kept. A task may
+// fail by its timeout only if its worker was killed for it (the test holds
+// on a busy machine, where the kill may come first).
+func TestTaskTimeoutResultInGrace(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 1, TaskTimeout: 200 * time.Millisecond})
+	ctx := bounded(t, 30*time.Second)
+	const n = 5
+	ok := 0
+	for range n {
+		_, err := mp.Apply(ctx, p, poolStubborn, 230*time.Millisecond)
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, mp.ErrTaskTimeout):
+			t.Fatalf("got %v, want a value or mp.ErrTaskTimeout", err)
+		}
+	}
+	st := p.Stats()
+	if failed := n - ok; st.RestartCauses["timeout"] != failed {
+		t.Errorf("%d tasks failed by their timeout, and %v workers were killed for one (stats %+v): a task failed whose value came within the grace", failed, st.RestartCauses["timeout"], st)
+	}
+}
+
 func TestTaskTimeoutInChunk(t *testing.T) {
 	t.Parallel()
 	p := newPool(t, mp.PoolOptions{Workers: 1, TaskTimeout: 300 * time.Millisecond})
