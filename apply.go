@@ -59,6 +59,8 @@ func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opt
 	c.handles = e.handles
 	if c.future = fu; fu != nil {
 		c.watch()
+	} else {
+		c.claimable = true // its caller waits in waitOne, and reads there
 	}
 	u, err := makeOne(&c.call, arg, p.maxMessage())
 	if err != nil { // the argument cannot be sent

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,5 +110,62 @@ func TestApplyAsyncCancel(t *testing.T) {
 	}
 	if v, err := mp.Apply(outer, p, poolSquare, 7); v != 49 || err != nil {
 		t.Errorf("after: %d, %v", v, err)
+	}
+}
+
+// TestApplyManyCallers has many goroutines make Apply calls at once, on
+// few and on many workers, while ApplyAsync calls keep the same workers
+// busy: an Apply's caller reads its own result when its task went to an
+// idle worker, and the slot's reader reads otherwise; every result must
+// reach its caller, through crashes and cancellations too.
+func TestApplyManyCallers(t *testing.T) {
+	t.Parallel()
+	for _, workers := range []int{1, 3, 16} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			p := newPool(t, mp.PoolOptions{Workers: workers, Worker: mp.WorkerOptions{Stderr: io.Discard}})
+			ctx := bounded(t, 90*time.Second)
+			var wg sync.WaitGroup
+			for g := range 12 {
+				wg.Go(func() {
+					for i := range 150 {
+						switch {
+						case g == 0 && i%50 == 25:
+							// SIGKILL of its worker: it fails alone.
+							if _, err := mp.Apply(ctx, p, poolCrash, 49); !crashKinds[0].check(err) {
+								t.Errorf("crash: got %v, want %s", err, crashKinds[0].want)
+							}
+						case g == 1 && i%10 == 5:
+							// Cancelled while its worker runs it.
+							cctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+							_, err := mp.Apply(cctx, p, poolSlow, time.Hour)
+							cancel()
+							if !errors.Is(err, context.DeadlineExceeded) {
+								t.Errorf("cancelled: got %v, want context.DeadlineExceeded", err)
+							}
+						case g == 2:
+							fs := make([]*mp.Future[int], 5)
+							for k := range fs {
+								fs[k] = mp.ApplyAsync(ctx, p, poolSquare, k)
+							}
+							for k, f := range fs {
+								if v, err := f.Wait(ctx); v != k*k || err != nil {
+									t.Errorf("ApplyAsync(%d): got %d, %v", k, v, err)
+								}
+							}
+						default:
+							x := g*1000 + i
+							if v, err := mp.Apply(ctx, p, poolSquare, x); v != x*x || err != nil {
+								t.Errorf("Apply(%d): got %d, %v", x, v, err)
+								return
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if st := p.Stats(); st.TasksRunning != 0 || st.TasksQueued != 0 {
+				t.Errorf("after the calls: %+v", st)
+			}
+		})
 	}
 }

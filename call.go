@@ -33,6 +33,13 @@ type call struct {
 	attempt int
 	nowait  bool // fail with ErrQueueFull rather than wait for room in the queue
 	handles bool // its argument type may hold shared objects
+	// An Apply's caller reads its own result from the worker, rather than
+	// be woken by the slot's reader: claimable until it first looks
+	// (readFor), and claimed by the slot, idle until then, that its unit
+	// went to. Guarded by Pool.mu.
+	claimable bool
+	claimed   *slot
+	claimedWC *workerConn
 }
 
 // unit is one task: a chunk of consecutive items of a call.
@@ -264,7 +271,7 @@ type collector[R any] struct {
 	ready   []batch[R]
 	done    int           // items written to out
 	pending int           // units submitted and not yet resolved
-	notify  chan struct{} // poked when ready grows, or partial moves
+	notify  chan struct{} // poked when ready grows, or partial moves; an Apply's is made once its caller waits, under mu
 	// Items done in units still running, by unit, as their workers
 	// report them: kept only for a call with a Progress function.
 	partial      map[*unit]int
@@ -291,7 +298,7 @@ func newCollector[R any](ctx context.Context, p *Pool, fn string, cfg callConfig
 // to cancel what is left, and no watch at all on a context that cannot
 // end: the cheapest call the pool has.
 func newApplyCollector[R any](ctx context.Context, p *Pool, fn string, cfg callConfig) *collector[R] {
-	c := &collector[R]{pool: p, notify: make(chan struct{}, 1), apply: true}
+	c := &collector[R]{pool: p, apply: true} // notify: made by waitOne if it waits
 	c.fn, c.timeout, c.nowait = fn, p.opts.TaskTimeout, cfg.nowait
 	c.ctx, c.cancel = ctx, noCancel
 	c.deadline, _ = ctx.Deadline()
@@ -360,8 +367,11 @@ func (c *collector[R]) resolveOne(res wire.Result, err error) {
 	c.mu.Lock()
 	c.one, c.oneErr = v, err
 	c.pending--
+	notify := c.notify
 	c.mu.Unlock()
-	c.poke()
+	if notify != nil {
+		c.poke()
+	}
 }
 
 // waitOne waits for an Apply's outcome. If ctx ends first, it cancels the
@@ -369,6 +379,7 @@ func (c *collector[R]) resolveOne(res wire.Result, err error) {
 // ctx's cause.
 func (c *collector[R]) waitOne() (R, error) {
 	done := c.ctx.Done()
+	c.pool.readFor(&c.call, c)
 	for {
 		c.mu.Lock()
 		if c.pending == 0 {
@@ -376,14 +387,25 @@ func (c *collector[R]) waitOne() (R, error) {
 			c.mu.Unlock()
 			return v, err
 		}
+		if c.notify == nil { // mostly, the caller read its outcome itself
+			c.notify = make(chan struct{}, 1)
+		}
+		notify := c.notify
 		c.mu.Unlock()
 		select {
-		case <-c.notify:
+		case <-notify:
 		case <-done:
 			done = nil
 			c.pool.cancelCall(&c.call)
 		}
 	}
+}
+
+// enough reports whether an Apply's outcome is in, for readFor.
+func (c *collector[R]) enough() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending == 0
 }
 
 func (c *collector[R]) resolve(u *unit, res wire.Result, err error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,6 +94,14 @@ type workerConn struct {
 	// sentHandles are the IDs of the handles whose descriptors the worker
 	// has (see handle.sendHandles); guarded as writes to w are.
 	sentHandles map[uint64]bool
+
+	// A pool's worker is read by its slot's reader, or by an Apply's
+	// caller waiting for its own result (see slot.read and readFor):
+	// whoever holds readMu reads r.
+	readMu   sync.Mutex
+	readEnd  bool          // r ended, and dead has why; guarded by readMu
+	readWake chan struct{} // wakes a reader that waits while the worker is idle
+	dead     chan error    // why r ended, once
 }
 
 // startWorker starts a worker process and sends it our hello. The caller

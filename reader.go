@@ -1,6 +1,7 @@
 package mp
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,9 +11,68 @@ import (
 	"github.com/go-mp/mp/internal/wire"
 )
 
-// read receives a worker's frames until its connection ends, and then
-// reports why on dead.
-func (s *slot) read(wc *workerConn, dead chan<- error) {
+// read receives a worker's frames while it has tasks in flight, until its
+// connection ends, and then reports why on wc.dead. While the worker is
+// idle it sends nothing, and read waits off the socket, for a wake (see
+// step) or the worker's exit: the next Apply's caller may then read its
+// own result itself (readFor), and save the hand-off from this goroutine
+// to it, a thread wake-up that on two cores costs more than the round
+// trip itself.
+func (s *slot) read(wc *workerConn) {
+	exited := wc.child.Done()
+	idle := &idleReader{s, wc, exited}
+	for {
+		if !s.busy(wc) {
+			select {
+			case <-wc.readWake:
+			case <-exited:
+			}
+		} else {
+			select { // it reads now: a wake for this is spent
+			case <-wc.readWake:
+			default:
+			}
+		}
+		wc.readMu.Lock()
+		if wc.readEnd {
+			wc.readMu.Unlock()
+			return
+		}
+		s.readFrames(wc, idle)
+		wc.readMu.Unlock()
+	}
+}
+
+// idleReader is enough for a slot's reader: its worker is idle, and alive.
+type idleReader struct {
+	s      *slot
+	wc     *workerConn
+	exited <-chan struct{}
+}
+
+func (r *idleReader) enough() bool {
+	select {
+	case <-r.exited:
+		return false // read on, to the end of its frames
+	default:
+		return !r.s.busy(r.wc)
+	}
+}
+
+// reading says when a reader of a worker has read enough (see readFrames).
+type reading interface{ enough() bool }
+
+// busy reports whether wc, the slot's worker, has tasks in flight.
+func (s *slot) busy(wc *workerConn) bool {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	return s.wc == wc && len(s.inflight) > 0
+}
+
+// readFrames reads and handles frames until r has enough, asked each time every
+// frame received is handled, says so, or the connection ends: then it
+// reports why on wc.dead, and returns false. The caller holds wc.readMu.
+func (s *slot) readFrames(wc *workerConn, r reading) bool {
 	for {
 		f, err := wc.r.Read()
 		if err == nil {
@@ -30,15 +90,70 @@ func (s *slot) read(wc *workerConn, dead chan<- error) {
 				s.ready = false
 			}
 			s.p.mu.Unlock()
-			dead <- err
-			return
+			wc.readEnd = true
+			wc.dead <- err
+			return false
 		}
 		if wc.r.Buffered() == 0 {
 			// Every frame received so far is handled: send the worker
 			// what it should run next, all at once.
 			s.kick(true)
+			if r.enough() {
+				return true
+			}
 		}
 	}
+}
+
+// wakeReader has the slot's reader read wc, if it waits.
+func wakeReader(wc *workerConn) {
+	select {
+	case wc.readWake <- struct{}{}:
+	default:
+	}
+}
+
+// readFor has an Apply's caller read its own result from its worker, if
+// the unit went to an idle worker that nobody reads (see call.claimed).
+// It returns false if the caller must wait to be woken instead: someone
+// else reads, or the worker's connection ended (its reader reports it).
+// r has enough once the call's outcome is in.
+func (p *Pool) readFor(c *call, r reading) bool {
+	p.mu.Lock()
+	c.claimable = false
+	s, wc := c.claimed, c.claimedWC
+	c.claimed, c.claimedWC = nil, nil
+	p.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	if !wc.readMu.TryLock() {
+		// Whoever holds it reads on while the worker is busy, or looks
+		// again after it lets go (see read, and below).
+		return false
+	}
+	if wc.readEnd {
+		wc.readMu.Unlock()
+		return false
+	}
+	ok := true
+	if !r.enough() { // else the reader was reading anyway, and read it
+		var stop func() bool
+		if c.ctx.Done() != nil {
+			stop = context.AfterFunc(c.ctx, func() { p.cancelCall(c) })
+		}
+		ok = s.readFrames(wc, r)
+		if stop != nil {
+			stop()
+		}
+	}
+	wc.readMu.Unlock()
+	// Only now: a caller whose task went to the worker before the unlock
+	// found readMu held, and left the reading to whoever held it.
+	if ok && s.busy(wc) {
+		wakeReader(wc) // tasks of other calls went to the worker meanwhile
+	}
+	return ok
 }
 
 // protocolError kills a worker that cannot be talked to, and records why.

@@ -66,6 +66,15 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 		}
 		if len(s.inflight) == 0 {
 			s.headSince = now
+			// The worker was idle, and nobody reads it (see read): its
+			// reader is woken, or an Apply's caller, who looks next,
+			// reads its own result.
+			if u.c.claimable {
+				u.c.claimable = false
+				u.c.claimed, u.c.claimedWC = s, wc
+			} else {
+				wakeReader(wc)
+			}
 		}
 		s.inflight = append(s.inflight, u)
 		s.tasks++

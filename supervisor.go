@@ -202,8 +202,9 @@ type frame struct {
 // dies or is retired. It returns false when the pool is closing.
 func (s *slot) serve(wc *workerConn) bool {
 	p := s.p
-	dead := make(chan error, 1)
-	go s.read(wc, dead)
+	wc.readWake, wc.dead = make(chan struct{}, 1), make(chan error, 1)
+	dead := wc.dead
+	go s.read(wc)
 	// Ready (counted in Stats, eligible for tasks it would steal) only
 	// once it is served: its reader runs.
 	p.mu.Lock()
@@ -229,6 +230,7 @@ func (s *slot) serve(wc *workerConn) bool {
 		}
 		if retire {
 			wc.child.Conn.Close()
+			wakeReader(wc)
 			<-dead
 			s.died(wc, nil)
 			return true
