@@ -31,8 +31,8 @@ import (
 // multiprocessing twin in the same run): a Map of a million ints with the
 // default chunks takes 100ms (5.0 times faster than Python's Pool.map);
 // with ChunkSize(1) each item costs about 9µs (4.9 times); an Apply round
-// trip 113µs (2.5 times; 2.3 times a bare round trip between two processes
-// on that machine); ApplyAsync, with many in flight, 11µs a task (6.5
+// trip 52.8µs (4.8 times, in a later run; about a bare round trip between
+// two processes on that machine); ApplyAsync, with many in flight, 11µs a task (6.5
 // times); ImapUnordered of 200,000 ints in chunks of 1,000, 21ms (3.0
 // times).
 //
