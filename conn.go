@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-mp/mp/internal/rawio"
 	"github.com/go-mp/mp/internal/spawn"
 	"github.com/go-mp/mp/internal/wire"
 )
@@ -128,10 +129,11 @@ func startProcess(o WorkerOptions, hello wire.Hello, spare bool) (*workerConn, e
 	if err != nil {
 		return nil, &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}
 	}
+	raw := rawio.New(child.Conn) // Conn for deadlines, descriptors and Close
 	return &workerConn{
 		child: child,
-		r:     wire.NewReader(child.Conn, o.maxMessage()),
-		w:     wire.NewWriter(child.Conn, o.maxMessage()),
+		r:     wire.NewReader(raw, o.maxMessage()),
+		w:     wire.NewWriter(raw, o.maxMessage()),
 		hello: hello,
 	}, nil
 }

@@ -30,6 +30,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	maybeEcho()
 	mp.Main()
 	os.Exit(m.Run())
 }

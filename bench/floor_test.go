@@ -1,17 +1,23 @@
 package bench_test
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/go-mp/mp/internal/rawio"
 )
 
 // The machine's floor for a round trip between two processes: a Go
 // process writes 64 bytes to a Unix socketpair and another Go process
-// (this test binary, started as an echo server) writes them back. No
+// (this test binary, started as an echo server) writes them back, both
+// with the same system calls as mp's own connections (internal/rawio). No
 // framing, no codec, no scheduling beyond Go's own: what no pool of
 // processes can beat. run.sh prints it beside Apply.
 
@@ -20,7 +26,11 @@ const echoEnv = "MP_BENCH_ECHO"
 // echoServer is what this binary does when started with echoEnv set:
 // echo 64-byte messages on fd 3 until EOF.
 func echoServer() {
-	f := os.NewFile(3, "echo")
+	runtime.GOMAXPROCS(1) // as mp's workers run by default
+	f, err := rawConn(os.NewFile(3, "echo"))
+	if err != nil {
+		os.Exit(1)
+	}
 	buf := make([]byte, 64)
 	for {
 		if _, err := io.ReadFull(f, buf); err != nil {
@@ -32,20 +42,43 @@ func echoServer() {
 	}
 }
 
-func init() {
+// maybeEcho runs the echo server, from TestMain, if this process was
+// started as one. Not from an init function: during init the main goroutine
+// is locked to its thread, and each wake-up would then cost a second thread.
+func maybeEcho() {
 	if os.Getenv(echoEnv) == "1" {
 		echoServer()
 	}
 }
 
+// rawConn returns f, a Unix socket, read and written as mp's connections
+// are. It closes f.
+func rawConn(f *os.File) (*rawio.Conn, error) {
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("%s is not a Unix socket", f.Name())
+	}
+	return rawio.New(uc), nil
+}
+
 // startEcho starts the echo server and returns this side of its socket.
-func startEcho(tb testing.TB) *os.File {
+func startEcho(tb testing.TB) *rawio.Conn {
 	tb.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+	theirs := os.NewFile(uintptr(fds[1]), "theirs")
+	ours, err := rawConn(os.NewFile(uintptr(fds[0]), "ours"))
+	if err != nil {
+		tb.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), echoEnv+"=1")
 	cmd.ExtraFiles = []*os.File{theirs}
@@ -57,7 +90,7 @@ func startEcho(tb testing.TB) *os.File {
 	return ours
 }
 
-func roundTrip(f *os.File, buf []byte) error {
+func roundTrip(f *rawio.Conn, buf []byte) error {
 	if _, err := f.Write(buf); err != nil {
 		return err
 	}

@@ -23,15 +23,21 @@ func SendFDs(c *net.UnixConn, ids []uint64, fds []int) error {
 // its bytes, in order, for the KindFDs frames that name them. Put a Reader
 // on top of it.
 type FDReader struct {
-	conn *net.UnixConn
+	conn MsgConn
 	oob  []byte
 
 	mu  sync.Mutex
 	fds []int
 }
 
+// MsgConn is a Unix socket that reads control messages with its bytes, as
+// *net.UnixConn does.
+type MsgConn interface {
+	ReadMsgUnix(b, oob []byte) (n, oobn, flags int, addr *net.UnixAddr, err error)
+}
+
 // NewFDReader returns an FDReader of c.
-func NewFDReader(c *net.UnixConn) *FDReader {
+func NewFDReader(c MsgConn) *FDReader {
 	return &FDReader{conn: c, oob: make([]byte, syscall.CmsgSpace(4*MaxFDs*4))}
 }
 

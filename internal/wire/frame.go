@@ -151,6 +151,12 @@ func (r *Reader) readBody(hdr []byte) (Frame, error) {
 	return f, nil
 }
 
+// vectorWriter is a connection that writes several buffers at once, as
+// net.Buffers does for the net package's own connections.
+type vectorWriter interface {
+	Writev(bufs [][]byte) (int64, error)
+}
+
 // Writer writes frames to a connection. It is not safe for concurrent use.
 type Writer struct {
 	w       io.Writer
@@ -254,8 +260,13 @@ func (w *Writer) Flush() error {
 			}
 		}
 	}
-	w.out = w.buf // WriteTo consumes what it is called on
-	_, err := w.out.WriteTo(w.w)
+	var err error
+	if vw, ok := w.w.(vectorWriter); ok {
+		_, err = vw.Writev(w.buf)
+	} else {
+		w.out = w.buf // WriteTo consumes what it is called on
+		_, err = w.out.WriteTo(w.w)
+	}
 	clear(w.buf[:cap(w.buf)])
 	for i := range w.pending {
 		clear(w.pending[i].parts)

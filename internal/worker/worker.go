@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-mp/mp/internal/rawio"
 	"github.com/go-mp/mp/internal/spawn"
 	"github.com/go-mp/mp/internal/wire"
 )
@@ -100,7 +101,16 @@ type server struct {
 func Serve(conn net.Conn, cfg Config) int {
 	dieWithParent()
 	s := &server{cfg: cfg, conn: conn, ready: make(chan struct{}, 1), item: -1}
-	s.w = wire.NewWriter(conn, 0)
+	var r *wire.Reader
+	if uc, ok := conn.(*net.UnixConn); ok {
+		raw := rawio.New(uc)
+		s.fds = wire.NewFDReader(raw)
+		r = wire.NewReader(s.fds, 0)
+		s.w = wire.NewWriter(raw, 0)
+	} else {
+		r = wire.NewReader(conn, 0)
+		s.w = wire.NewWriter(conn, 0)
+	}
 	me := wire.NewHello(cfg.Fingerprint)
 	me.PID = os.Getpid()
 	if err := s.w.Write(wire.KindHello, 0, wire.MarshalHello(me)); err != nil {
@@ -108,13 +118,6 @@ func Serve(conn net.Conn, cfg Config) int {
 	}
 	if spawn.IsSpare && cfg.Warm != "" {
 		s.warm()
-	}
-	var r *wire.Reader
-	if uc, ok := conn.(*net.UnixConn); ok {
-		s.fds = wire.NewFDReader(uc)
-		r = wire.NewReader(s.fds, 0)
-	} else {
-		r = wire.NewReader(conn, 0)
 	}
 	f, err := r.Read()
 	if err != nil {

@@ -1,0 +1,254 @@
+//go:build linux
+
+package rawio
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// Conn is a Unix socket whose reads and writes do not wake the system
+// monitor. One goroutine at a time may read, and one at a time may write.
+// Deadlines, Close and the other methods are the UnixConn's.
+type Conn struct {
+	*net.UnixConn
+	rc syscall.RawConn
+
+	// The state of the read in progress, kept here so that the functions
+	// given to rc need not be allocated for each read.
+	readFn  func(fd uintptr) bool
+	rbuf    []byte
+	roob    []byte
+	rmsg    bool
+	rn      int
+	roobn   int
+	rflags  int
+	rerrno  syscall.Errno
+	msg     syscall.Msghdr
+	iov     syscall.Iovec
+	writeFn func(fd uintptr) bool
+	wbufs   [][]byte
+	wiov    []syscall.Iovec
+	wn      int64
+	werrno  syscall.Errno
+	one     [1][]byte
+}
+
+// New returns c read and written without waking the system monitor. It
+// falls back to c's own methods if c gives no raw access.
+func New(c *net.UnixConn) *Conn {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return &Conn{UnixConn: c}
+	}
+	rw := &Conn{UnixConn: c, rc: rc}
+	rw.readFn = rw.read
+	rw.writeFn = rw.write
+	return rw
+}
+
+// Read reads into p.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.rc == nil {
+		return c.UnixConn.Read(p)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rbuf, c.rmsg = p, false
+	err := c.rc.Read(c.readFn)
+	n, errno := c.rn, c.rerrno
+	c.rbuf, c.rn, c.rerrno = nil, 0, 0
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, os.NewSyscallError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// ReadMsgUnix reads into b, and the control messages that come with it
+// into oob. It returns no address.
+func (c *Conn) ReadMsgUnix(b, oob []byte) (n, oobn, flags int, addr *net.UnixAddr, err error) {
+	if c.rc == nil {
+		return c.UnixConn.ReadMsgUnix(b, oob)
+	}
+	if len(b) == 0 || len(oob) == 0 {
+		return c.UnixConn.ReadMsgUnix(b, oob)
+	}
+	c.rbuf, c.roob, c.rmsg = b, oob, true
+	err = c.rc.Read(c.readFn)
+	n, oobn, flags, errno := c.rn, c.roobn, c.rflags, c.rerrno
+	c.rbuf, c.roob, c.rn, c.roobn, c.rflags, c.rerrno = nil, nil, 0, 0, 0, 0
+	switch {
+	case err != nil:
+		return 0, 0, 0, nil, err
+	case errno != 0:
+		return 0, 0, 0, nil, os.NewSyscallError("recvmsg", errno)
+	case n == 0 && oobn == 0:
+		return 0, 0, 0, nil, io.EOF
+	}
+	return n, oobn, flags, nil, nil
+}
+
+// read is the function given to rc.Read: false asks it to wait until the
+// socket can be read.
+func (c *Conn) read(fd uintptr) bool {
+	touch()
+	for {
+		var r uintptr
+		var errno syscall.Errno
+		if c.rmsg {
+			c.iov.Base = &c.rbuf[0]
+			c.iov.SetLen(len(c.rbuf))
+			c.msg = syscall.Msghdr{Iov: &c.iov, Iovlen: 1, Control: &c.roob[0]}
+			c.msg.SetControllen(len(c.roob))
+			r, _, errno = syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&c.msg)), syscall.MSG_CMSG_CLOEXEC)
+		} else {
+			r, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		}
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+			c.rn = int(r)
+			if c.rmsg {
+				c.roobn, c.rflags = int(c.msg.Controllen), int(c.msg.Flags)
+			}
+		default:
+			c.rerrno = errno
+		}
+		return true
+	}
+}
+
+// Write writes p.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.rc == nil {
+		return c.UnixConn.Write(p)
+	}
+	c.one[0] = p
+	n, err := c.Writev(c.one[:])
+	c.one[0] = nil
+	return int(n), err
+}
+
+// Writev writes bufs, in order, with as few system calls as it can.
+func (c *Conn) Writev(bufs [][]byte) (int64, error) {
+	if c.rc == nil {
+		nb := net.Buffers(bufs)
+		return nb.WriteTo(c.UnixConn)
+	}
+	c.wbufs, c.wn = bufs, 0
+	err := c.rc.Write(c.writeFn)
+	n, errno := c.wn, c.werrno
+	clear(c.wiov[:cap(c.wiov)])
+	c.wbufs, c.wn, c.werrno = nil, 0, 0
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError("writev", errno)
+	}
+	return n, err
+}
+
+// maxIov is how many buffers one writev takes (the kernel's IOV_MAX).
+const maxIov = 1024
+
+// write is the function given to rc.Write: false asks it to wait until
+// the socket can be written.
+func (c *Conn) write(fd uintptr) bool {
+	touch()
+	for {
+		for len(c.wbufs) > 0 && len(c.wbufs[0]) == 0 {
+			c.wbufs = c.wbufs[1:]
+		}
+		if len(c.wbufs) == 0 {
+			return true
+		}
+		c.wiov = c.wiov[:0]
+		for _, b := range c.wbufs {
+			if len(c.wiov) == maxIov {
+				break
+			}
+			if len(b) > 0 {
+				v := syscall.Iovec{Base: &b[0]}
+				v.SetLen(len(b))
+				c.wiov = append(c.wiov, v)
+			}
+		}
+		r, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.wiov[0])), uintptr(len(c.wiov)))
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+		default:
+			c.werrno = errno
+			return true
+		}
+		n := int64(r)
+		c.wn += n
+		for n > 0 {
+			if int64(len(c.wbufs[0])) <= n {
+				n -= int64(len(c.wbufs[0]))
+				c.wbufs = c.wbufs[1:]
+			} else {
+				c.wbufs[0] = c.wbufs[0][n:]
+				n = 0
+			}
+		}
+	}
+}
+
+// The keeper: while messages flow, a timer bounds the system monitor's
+// sleep. The monitor sleeps until the next timer when it finds every
+// goroutine idle, and is woken early only by an ordinary system call.
+const (
+	cold      = iota // no timer: the monitor may sleep long
+	touched          // a message since the timer last fired
+	untouched        // the timer runs, and no message since it last fired
+)
+
+var keeper struct {
+	state atomic.Int32
+	once  sync.Once
+	timer atomic.Pointer[time.Timer]
+}
+
+// touch marks a message, and wakes the monitor if it may be asleep long.
+func touch() {
+	if keeper.state.Load() == touched {
+		return
+	}
+	if keeper.state.Swap(touched) != cold {
+		return
+	}
+	keeper.once.Do(func() {
+		t := time.AfterFunc(time.Hour, tick)
+		t.Stop()
+		keeper.timer.Store(t)
+	})
+	keeper.timer.Load().Reset(KeepAwake)
+	// An ordinary system call: the runtime wakes its monitor on the way in.
+	syscall.Syscall(syscall.SYS_GETPPID, 0, 0, 0)
+}
+
+// tick is the timer's: it goes on while messages flow.
+func tick() {
+	if keeper.state.CompareAndSwap(touched, untouched) {
+		keeper.timer.Load().Reset(KeepAwake)
+		return
+	}
+	keeper.state.CompareAndSwap(untouched, cold)
+}
