@@ -343,26 +343,69 @@ func (s *server) next() *task {
 	}
 }
 
-// run executes tasks in the order they arrived, one at a time.
+// errGoexit fails a task that called runtime.Goexit.
+var errGoexit = errors.New("mp: the task called runtime.Goexit")
+
+// run executes tasks in the order they arrived, one at a time, on a
+// goroutine of its own, and returns the process's exit code.
 func (s *server) run() int {
+	code := make(chan int, 1)
+	go s.loop(code)
+	return <-code
+}
+
+// loop runs tasks on its goroutine, with no hand-off between goroutines
+// for each, until the worker must stop, and sends the exit code. A task
+// that calls runtime.Goexit (which recover cannot stop) ends the goroutine
+// it runs on: loop then fails that task, and goes on in a new goroutine.
+func (s *server) loop(code chan<- int) {
+	exited := true
+	defer func() {
+		if !exited {
+			return
+		}
+		if v := recover(); v != nil {
+			panic(v) // not Goexit: the codec panicked, which ends the worker
+		}
+		s.mu.Lock()
+		t := s.running
+		s.mu.Unlock()
+		res := wire.Result{N: t.body.N}
+		s.failAll(&res, errGoexit)
+		if c, stop := s.finish(t, res); stop {
+			code <- c
+			return
+		}
+		go s.loop(code)
+	}()
 	for {
 		t := s.next()
-		res := s.execute(t)
-		t.cancel()
-		s.mu.Lock()
-		s.running = nil
-		s.mu.Unlock()
-		if err := s.write(wire.KindResult, t.id, wire.AppendResultHeader(nil, res), res.Values); err != nil {
-			fmt.Fprintf(os.Stderr, "mp: worker %d: sending result: %v\n", os.Getpid(), err)
-			return ExitOK
-		}
-		if s.hello.OneShot {
-			if len(res.Failures) > 0 {
-				return ExitTaskError
-			}
-			return ExitOK
+		if c, stop := s.finish(t, s.execute(t)); stop {
+			exited = false
+			code <- c
+			return
 		}
 	}
+}
+
+// finish ends task t, sends its result, and says whether the worker stops,
+// and with what exit code.
+func (s *server) finish(t *task, res wire.Result) (code int, stop bool) {
+	t.cancel()
+	s.mu.Lock()
+	s.running = nil
+	s.mu.Unlock()
+	if err := s.write(wire.KindResult, t.id, wire.AppendResultHeader(nil, res), res.Values); err != nil {
+		fmt.Fprintf(os.Stderr, "mp: worker %d: sending result: %v\n", os.Getpid(), err)
+		return ExitOK, true
+	}
+	if s.hello.OneShot {
+		if len(res.Failures) > 0 {
+			return ExitTaskError, true
+		}
+		return ExitOK, true
+	}
+	return 0, false
 }
 
 func (s *server) write(kind wire.Kind, id uint64, parts ...[]byte) error {
@@ -391,22 +434,9 @@ func (s *server) execute(t *task) wire.Result {
 			i = s.runFrom(t, i, item, &res, progress)
 		}
 	}
-	// The handler runs in a goroutine of its own, so that a task calling
-	// runtime.Goexit (which recover cannot stop) ends that goroutine, not
-	// the worker's loop.
-	var values []byte
-	var err error
-	returned := false
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		values, err = h(t.ctx, t.body.Args, t.body.N, each)
-		returned = true
-	}()
-	<-done
-	if !returned {
-		err = errors.New("mp: the task called runtime.Goexit")
-	}
+	// The handler runs on the loop's goroutine: a task that calls
+	// runtime.Goexit ends it, and loop goes on in another.
+	values, err := h(t.ctx, t.body.Args, t.body.N, each)
 	if err != nil {
 		s.failAll(&res, err)
 		return res

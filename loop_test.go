@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +86,47 @@ func TestTaskTimeoutReachesSpinningTask(t *testing.T) {
 		if st := p.Stats(); st.Restarts != 0 {
 			t.Fatalf("round %d: the worker was replaced (%v): the spinning task never saw its timeout", round, st.RestartCauses)
 		}
+	}
+}
+
+// goexitIf calls runtime.Goexit if x is 1, and otherwise returns its
+// worker's PID.
+var goexitIf = mp.Register("test.loop.goexit-if", func(_ context.Context, x int) (int, error) {
+	if x == 1 {
+		runtime.Goexit()
+	}
+	return os.Getpid(), nil
+})
+
+// TestGoexitFailsOnlyItsTask: a task that calls runtime.Goexit ends the
+// goroutine it runs on in its worker. It fails, alone, with an error that
+// says so, and the same worker runs the next tasks.
+func TestGoexitFailsOnlyItsTask(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 1})
+	ctx := bounded(t, 60*time.Second)
+	pid, err := mp.Apply(ctx, p, goexitIf, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		if _, err := mp.Apply(ctx, p, goexitIf, 1); err == nil || !strings.Contains(err.Error(), "runtime.Goexit") {
+			t.Fatalf("round %d: got %v, want an error that names runtime.Goexit", round, err)
+		}
+		got, errs, err := mp.MapAll(ctx, p, goexitIf, []int{0, 1, 0, 0}, mp.ChunkSize(1))
+		if err != nil {
+			t.Fatalf("round %d: MapAll: %v", round, err)
+		}
+		for i, e := range errs {
+			if (e != nil) != (i == 1) {
+				t.Fatalf("round %d: MapAll's errors are %v, want item 1's alone", round, errs)
+			}
+		}
+		if got[0] != pid || got[2] != pid || got[3] != pid {
+			t.Fatalf("round %d: MapAll ran on %v, want worker %d throughout", round, got, pid)
+		}
+	}
+	if st := p.Stats(); st.Restarts != 0 {
+		t.Errorf("the worker was replaced: %v", st.RestartCauses)
 	}
 }
