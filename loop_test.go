@@ -130,3 +130,23 @@ func TestGoexitFailsOnlyItsTask(t *testing.T) {
 		t.Errorf("the worker was replaced: %v", st.RestartCauses)
 	}
 }
+
+// TestGoexitInSpawn: a process started by Spawn runs its task on its main
+// goroutine, which runtime.Goexit ends; the process still reports the
+// failure, and exits.
+func TestGoexitInSpawn(t *testing.T) {
+	t.Parallel()
+	ctx := bounded(t, 60*time.Second)
+	for _, o := range []mp.WorkerOptions{{}, {KeepSpare: true}} {
+		pr, err := mp.Spawn(ctx, goexitIf, 1, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pr.Result(ctx); err == nil || !strings.Contains(err.Error(), "runtime.Goexit") {
+			t.Errorf("KeepSpare %v: got %v, want an error that names runtime.Goexit", o.KeepSpare, err)
+		}
+		if _, err := pr.Wait(ctx); ctx.Err() != nil || err == nil || !strings.Contains(err.Error(), "runtime.Goexit") {
+			t.Fatalf("KeepSpare %v: Wait: got %v, want the Goexit error once the process exits", o.KeepSpare, err)
+		}
+	}
+}

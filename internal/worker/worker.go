@@ -346,19 +346,21 @@ func (s *server) next() *task {
 // errGoexit fails a task that called runtime.Goexit.
 var errGoexit = errors.New("mp: the task called runtime.Goexit")
 
-// run executes tasks in the order they arrived, one at a time, on a
-// goroutine of its own, and returns the process's exit code.
+// run executes tasks in the order they arrived, one at a time, on this
+// goroutine (a one-shot worker's task, read by Serve, with no hand-off to
+// another), and returns the process's exit code.
 func (s *server) run() int {
 	code := make(chan int, 1)
-	go s.loop(code)
+	s.loop(code)
 	return <-code
 }
 
 // loop runs tasks on its goroutine, with no hand-off between goroutines
 // for each, until the worker must stop, and sends the exit code. A task
 // that calls runtime.Goexit (which recover cannot stop) ends the goroutine
-// it runs on: loop then fails that task, and goes on in a new goroutine.
-func (s *server) loop(code chan<- int) {
+// it runs on, and with it run's caller: loop then fails that task, and
+// goes on in a new goroutine, which exits the process when it is done.
+func (s *server) loop(code chan int) {
 	exited := true
 	defer func() {
 		if !exited {
@@ -373,10 +375,12 @@ func (s *server) loop(code chan<- int) {
 		res := wire.Result{N: t.body.N}
 		s.failAll(&res, errGoexit)
 		if c, stop := s.finish(t, res); stop {
-			code <- c
-			return
+			os.Exit(c)
 		}
-		go s.loop(code)
+		go func() {
+			s.loop(code)
+			os.Exit(<-code)
+		}()
 	}()
 	for {
 		t := s.next()
