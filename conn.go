@@ -53,8 +53,8 @@ type WorkerOptions struct {
 	MaxMessageSize int
 	// KeepSpare makes Spawn keep one worker process started ahead of time,
 	// idle, for the next Spawn that sets it too: that Spawn then takes the
-	// spare, and Process.Result has the result about 1 ms later on a loaded
-	// 2-core machine (BenchmarkSpawnWarm), instead of the 3 to 16 ms a
+	// spare, and Process.Result has the result 1 to 1.8 ms later on a loaded
+	// 2-core machine (BenchmarkSpawnWarm), instead of the 3 to 19 ms a
 	// process takes to start there, mostly Go's runtime starting (building
 	// without cgo, CGO_ENABLED=0, takes a little off that too). While it
 	// waits, the spare runs a task's path once (mp.warm-up), so that the

@@ -27,14 +27,14 @@ import (
 // A pool must be closed with Close or Shutdown, which stop its workers.
 //
 // What the machinery costs, measured with a trivial function on 2 workers
-// of a loaded 2-core machine (bench/run.sh, 5 rounds, 2026-11-27; Python's
+// of a loaded 2-core machine (bench/run.sh, 5 rounds, 2026-11-28; Python's
 // multiprocessing twin in the same run): a Map of a million ints with the
-// default chunks takes 100ms (5.0 times faster than Python's Pool.map);
-// with ChunkSize(1) each item costs about 9µs (4.9 times); an Apply round
-// trip 52.8µs (4.8 times, in a later run; about a bare round trip between
-// two processes on that machine); ApplyAsync, with many in flight, 11µs a task (6.5
-// times); ImapUnordered of 200,000 ints in chunks of 1,000, 21ms (3.0
-// times).
+// default chunks takes 92ms (6.0 times faster than Python's Pool.map);
+// with ChunkSize(1) each item costs about 6.7µs (5.8 times); an Apply
+// round trip 41µs (7.0 times; 1.8 times a bare round trip between two Go
+// processes on that machine); ApplyAsync, with many in flight, 8.6µs a
+// task (8.0 times); ImapUnordered of 200,000 ints in chunks of 1,000, 18ms
+// (3.4 times).
 //
 // # How the pool is put together
 //

@@ -48,11 +48,12 @@ var spawnCount atomic.Int64
 // exec.CommandContext does; the function's own context is not ctx but one
 // that ends at ctx's deadline, if it has one. Starting a process, running a
 // trivial function and waiting for it to exit costs what Python's fork
-// start does: 3 to 4ms on a quiet 2-core machine, 16ms on a loaded one,
-// mostly the Go runtime starting (a binary built with CGO_ENABLED=0 starts
-// a little faster). With [WorkerOptions.KeepSpare], a Spawn that finds a
-// spare process ready took 3.9ms on the loaded machine (4 times less):
-// about 1ms to the result, and the rest for the process to exit.
+// start does: 3 to 4ms on a quiet 2-core machine, 16 to 19ms on a loaded
+// one, mostly the Go runtime starting (a binary built with CGO_ENABLED=0
+// starts a little faster). With [WorkerOptions.KeepSpare], a Spawn that
+// finds a spare process ready has its result 1 to 1.8ms later on the
+// loaded machine (BenchmarkSpawnWarm), and the process then takes a few
+// milliseconds more to exit.
 func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) (*Process[R], error) {
 	if ctx == nil {
 		return nil, nilContext("Spawn")
