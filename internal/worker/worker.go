@@ -347,20 +347,13 @@ func (s *server) next() *task {
 var errGoexit = errors.New("mp: the task called runtime.Goexit")
 
 // run executes tasks in the order they arrived, one at a time, on this
-// goroutine (a one-shot worker's task, read by Serve, with no hand-off to
-// another), and returns the process's exit code.
+// goroutine, with no hand-off between goroutines for each (a one-shot
+// worker's task runs on the goroutine that read it), and returns the
+// process's exit code. A task that calls runtime.Goexit (which recover
+// cannot stop) ends this goroutine, and with it run's caller: run then
+// fails that task, and goes on in a new goroutine, which exits the process
+// when it is done.
 func (s *server) run() int {
-	code := make(chan int, 1)
-	s.loop(code)
-	return <-code
-}
-
-// loop runs tasks on its goroutine, with no hand-off between goroutines
-// for each, until the worker must stop, and sends the exit code. A task
-// that calls runtime.Goexit (which recover cannot stop) ends the goroutine
-// it runs on, and with it run's caller: loop then fails that task, and
-// goes on in a new goroutine, which exits the process when it is done.
-func (s *server) loop(code chan int) {
 	exited := true
 	defer func() {
 		if !exited {
@@ -374,20 +367,16 @@ func (s *server) loop(code chan int) {
 		s.mu.Unlock()
 		res := wire.Result{N: t.body.N}
 		s.failAll(&res, errGoexit)
-		if c, stop := s.finish(t, res); stop {
-			os.Exit(c)
+		if code, stop := s.finish(t, res); stop {
+			os.Exit(code)
 		}
-		go func() {
-			s.loop(code)
-			os.Exit(<-code)
-		}()
+		go func() { os.Exit(s.run()) }()
 	}()
 	for {
 		t := s.next()
-		if c, stop := s.finish(t, s.execute(t)); stop {
+		if code, stop := s.finish(t, s.execute(t)); stop {
 			exited = false
-			code <- c
-			return
+			return code
 		}
 	}
 }
