@@ -79,10 +79,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 // ReadMsgUnix reads into b, and the control messages that come with it
 // into oob. It returns no address.
 func (c *Conn) ReadMsgUnix(b, oob []byte) (n, oobn, flags int, addr *net.UnixAddr, err error) {
-	if c.rc == nil {
-		return c.UnixConn.ReadMsgUnix(b, oob)
-	}
-	if len(b) == 0 || len(oob) == 0 {
+	if c.rc == nil || len(b) == 0 || len(oob) == 0 {
 		return c.UnixConn.ReadMsgUnix(b, oob)
 	}
 	c.rbuf, c.roob, c.rmsg = b, oob, true
