@@ -32,8 +32,9 @@ type WorkerOptions struct {
 	// workers directly; stderr always passes through mp, which keeps its
 	// first and last 8 KiB for the ExitError of a worker that dies.
 	Stdout, Stderr io.Writer
-	// GOMAXPROCS sets the worker's runtime.GOMAXPROCS (once it starts; the
-	// environment of what it runs is not changed). Zero means the default:
+	// GOMAXPROCS sets the worker's runtime.GOMAXPROCS, from its start in a
+	// pool's worker, from its handshake in a spare of Spawn (KeepSpare); the
+	// environment of what it runs is not changed. Zero means the default:
 	// 1 in a pool's workers, as a pool already runs one worker per CPU and a
 	// worker with one thread hands a task over several times faster; Go's
 	// own default (GOMAXPROCS from the environment if set, else the CPUs the
@@ -122,10 +123,16 @@ func startWorker(o WorkerOptions, hello wire.Hello) (*workerConn, error) {
 // startProcess starts a worker process and sends it nothing yet: it waits
 // for our hello (see setHello) after it sent its own.
 func startProcess(o WorkerOptions, hello wire.Hello, spare bool) (*workerConn, error) {
-	child, err := spawn.Start(spawn.Config{
+	cfg := spawn.Config{
 		Env: o.Env, Dir: o.Dir, Stdout: o.Stdout, Stderr: o.Stderr, WaitDelay: o.WaitDelay,
 		Name: hello.Name, Spare: spare,
-	})
+	}
+	if !spare {
+		// A spare's GOMAXPROCS is set when it is taken (setHello): the
+		// Spawn that takes it may want another.
+		cfg.MaxProcs = o.GOMAXPROCS
+	}
+	child, err := spawn.Start(cfg)
 	if err != nil {
 		return nil, &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}
 	}

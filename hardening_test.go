@@ -49,6 +49,16 @@ var (
 		return []string{os.Args[0], strings.TrimSpace(string(comm)), fmt.Sprint(runtime.GOMAXPROCS(0))}, err
 	})
 
+	// hardProcs returns the worker's GOMAXPROCS and the GOMAXPROCS of its
+	// environment ("-" if unset), which what it starts would inherit.
+	hardProcs = mp.Register("test.hard.procs", func(ctx context.Context, _ int) ([2]string, error) {
+		env, ok := os.LookupEnv("GOMAXPROCS")
+		if !ok {
+			env = "-"
+		}
+		return [2]string{fmt.Sprint(runtime.GOMAXPROCS(0)), env}, nil
+	})
+
 	hardErrField = mp.Register("test.hard.errfield", func(ctx context.Context, x int) (withErr, error) {
 		return withErr{V: x}, nil
 	})
@@ -242,6 +252,40 @@ func TestWorkerIdentity(t *testing.T) {
 	}
 	if procs != "1" {
 		t.Errorf("GOMAXPROCS is %s in the worker, want 1", procs)
+	}
+}
+
+// TestWorkerGOMAXPROCS checks that a pool's worker runs with the
+// GOMAXPROCS its options ask for from its start, while its environment,
+// which what it starts inherits, stays what it would have been.
+func TestWorkerGOMAXPROCS(t *testing.T) {
+	t.Parallel()
+	inherited, ok := os.LookupEnv("GOMAXPROCS")
+	if !ok {
+		inherited = "-"
+	}
+	for _, tc := range []struct {
+		name  string
+		o     mp.WorkerOptions
+		procs string
+		env   string
+	}{
+		{"default", mp.WorkerOptions{}, "1", inherited},
+		{"set", mp.WorkerOptions{GOMAXPROCS: 3}, "3", inherited},
+		{"env", mp.WorkerOptions{Env: []string{"GOMAXPROCS=2"}}, "2", "2"},
+		{"set and env", mp.WorkerOptions{GOMAXPROCS: 3, Env: []string{"GOMAXPROCS=2"}}, "3", "2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPool(t, mp.PoolOptions{Workers: 1, Worker: tc.o})
+			got, err := mp.Apply(bounded(t, 10*time.Second), p, hardProcs, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got[0] != tc.procs || got[1] != tc.env {
+				t.Errorf("worker has GOMAXPROCS %s and GOMAXPROCS=%s in its environment, want %s and %s", got[0], got[1], tc.procs, tc.env)
+			}
+		})
 	}
 }
 

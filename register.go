@@ -33,8 +33,12 @@ func (f Func[T, R]) String() string {
 type entry struct {
 	name    string
 	in, out reflect.Type
-	typeErr error // why the argument or result type can never be encoded
-	handles bool  // the argument type may hold shared objects
+	// typeErr says why the argument or result type can never be encoded.
+	// It is worked out at the first call, not in Register: every worker
+	// runs every Register again as it starts, and the reflection would
+	// add to the start of each.
+	typeErr func() error
+	handles bool // the argument type may hold shared objects
 	handler worker.Handler
 }
 
@@ -81,11 +85,15 @@ func Register[T, R any](name string, fn func(ctx context.Context, arg T) (R, err
 	}
 	in, out := reflect.TypeFor[T](), reflect.TypeFor[R]()
 	e := &entry{name: name, in: in, out: out, handler: handler(name, fn), handles: holdsHandles(in)}
-	if err := wire.CheckType(in); err != nil {
-		e.typeErr = fmt.Errorf("mp: %s: the argument type cannot be encoded: %w", name, err)
-	} else if err := wire.CheckType(out); err != nil {
-		e.typeErr = fmt.Errorf("mp: %s: the result type cannot be encoded: %w", name, err)
-	}
+	e.typeErr = sync.OnceValue(func() error {
+		if err := wire.CheckType(in); err != nil {
+			return fmt.Errorf("mp: %s: the argument type cannot be encoded: %w", name, err)
+		}
+		if err := wire.CheckType(out); err != nil {
+			return fmt.Errorf("mp: %s: the result type cannot be encoded: %w", name, err)
+		}
+		return nil
+	})
 
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
@@ -191,7 +199,7 @@ func (f Func[T, R]) lookup() (*entry, error) {
 	if e == nil {
 		return nil, fmt.Errorf("%w: %q", ErrNotRegistered, f.name)
 	}
-	return e, e.typeErr
+	return e, e.typeErr()
 }
 
 // begin checks what every call with f checks before it starts anything:

@@ -48,4 +48,13 @@ func closeOnExec(fd int) { syscall.CloseOnExec(fd) }
 
 // setCommandName sets the command name that ps -o comm and top show.
 // Writing /proc/self/comm names the main thread, which names the process.
-func setCommandName(name string) { os.WriteFile("/proc/self/comm", []byte(name), 0) }
+func setCommandName(name string) {
+	// Raw calls, not os.WriteFile: an *os.File would try the poller first,
+	// on a file it cannot poll, for a worker that is still starting.
+	fd, err := unix.Open("/proc/self/comm", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	unix.Write(fd, []byte(name))
+	unix.Close(fd)
+}

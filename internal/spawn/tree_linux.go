@@ -98,8 +98,12 @@ func KillDescendants() {
 	killMu.Lock()
 	defer killMu.Unlock()
 	me := os.Getpid()
+	parentLives := parentPID != 0 && os.Getppid() == parentPID
+	if parentLives && !hasChildren() {
+		return // nothing below: the common case, and a tenth of a worker's exit
+	}
 	below, ok := childTree(me)
-	if !ok || parentPID == 0 || os.Getppid() != parentPID {
+	if !ok || !parentLives {
 		below = descendants(me)
 	}
 	for _, d := range below {
@@ -110,6 +114,18 @@ func KillDescendants() {
 }
 
 var killMu sync.Mutex
+
+// hasChildren reports whether this process has a child, living or not
+// yet reaped, with one system call that reaps nothing.
+func hasChildren() bool {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return err != unix.ECHILD
+		}
+	}
+}
 
 // childTree returns the processes below root, from the children files of
 // /proc (which only some kernels have: ok is false where they are missing).
