@@ -40,6 +40,10 @@ type call struct {
 	claimable bool
 	claimed   *slot
 	claimedWC *workerConn
+	// queued is &queue while the call has units in its pool's runQueue,
+	// nil while it has none. Guarded by Pool.mu.
+	queued *callUnits
+	queue  callUnits
 }
 
 // unit is one task: a chunk of consecutive items of a call.

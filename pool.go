@@ -481,9 +481,13 @@ func (p *Pool) watch(ctx context.Context) (w *ctxWatch) {
 		if p.watches == nil {
 			p.watches = make(map[context.Context]*ctxWatch)
 		}
-		w = &ctxWatch{ctx: ctx}
-		p.watches[ctx] = w
-		w.stop = context.AfterFunc(ctx, func() { p.ctxDone(w) })
+		// The callback captures nw, not w: the deferred recover assigns w,
+		// so a callback that captured it would move it to the heap on
+		// every call, found or not.
+		nw := &ctxWatch{ctx: ctx}
+		p.watches[ctx] = nw
+		nw.stop = context.AfterFunc(ctx, func() { p.ctxDone(nw) })
+		w = nw
 	}
 	w.calls++
 	return w

@@ -11,15 +11,15 @@ import "slices"
 // is O(1) however many calls wait (a service may have thousands of Applies
 // queued). It is guarded by the pool's mutex.
 type runQueue struct {
-	next   *callUnits // the call whose turn is next; nil if none waits
-	byCall map[*call]*callUnits
-	units  int          // units queued
-	items  int          // items in them
-	free   []*callUnits // emptied, for reuse: most calls have one unit
+	next  *callUnits // the call whose turn is next; nil if none waits
+	calls int        // calls with units queued (call.queued set)
+	units int        // units queued
+	items int        // items in them
 }
 
 // callUnits is one call's queued units, oldest first, and its place in
-// the ring of calls.
+// the ring of calls. Each call has its own (call.queue), used while it has
+// units queued: queueing allocates nothing, even with thousands of calls.
 type callUnits struct {
 	c          *call
 	units      []*unit
@@ -31,21 +31,16 @@ func (q *runQueue) len() int { return q.units }
 
 // fifo returns c's FIFO, adding it to the ring, last in turn, if it has none.
 func (q *runQueue) fifo(c *call) *callUnits {
-	if cu := q.byCall[c]; cu != nil {
-		return cu
+	if c.queued != nil {
+		return c.queued
 	}
-	if q.byCall == nil {
-		q.byCall = make(map[*call]*callUnits)
-	}
-	var cu *callUnits
-	if n := len(q.free); n > 0 {
-		cu, q.free = q.free[n-1], q.free[:n-1]
-		cu.c = c
-	} else {
-		cu = &callUnits{c: c}
+	cu := &c.queue
+	if cu.units == nil {
 		cu.units = cu.one[:0]
 	}
-	q.byCall[c] = cu
+	cu.c = c
+	c.queued = cu
+	q.calls++
 	if q.next == nil {
 		cu.prev, cu.next = cu, cu
 		q.next = cu
@@ -90,7 +85,7 @@ func (q *runQueue) pop() *unit {
 	u := cu.units[0]
 	cu.units[0] = nil
 	if len(cu.units) == 1 {
-		cu.units = cu.units[:0] // keep its array, for the next call's units
+		cu.units = cu.units[:0] // keep its array, for the call's next units
 	} else {
 		cu.units = cu.units[1:]
 	}
@@ -103,7 +98,7 @@ func (q *runQueue) pop() *unit {
 	return u
 }
 
-// unlink takes cu out of the ring, and keeps it for reuse if it is empty.
+// unlink takes cu out of the ring.
 func (q *runQueue) unlink(cu *callUnits) {
 	if cu.next == cu {
 		q.next = nil
@@ -113,17 +108,14 @@ func (q *runQueue) unlink(cu *callUnits) {
 			q.next = cu.next
 		}
 	}
-	delete(q.byCall, cu.c)
+	cu.c.queued = nil
+	q.calls--
 	cu.prev, cu.next = nil, nil
-	if len(cu.units) == 0 && len(q.free) < 64 {
-		cu.c, cu.units = nil, cu.units[:0]
-		q.free = append(q.free, cu)
-	}
 }
 
 // removeCall takes every queued unit of c out of the queue.
 func (q *runQueue) removeCall(c *call) []*unit {
-	cu := q.byCall[c]
+	cu := c.queued
 	if cu == nil {
 		return nil
 	}
@@ -162,13 +154,12 @@ func (q *runQueue) removeWhere(match func(*call) bool) []*unit {
 // removeAll empties the queue and returns what it held.
 func (q *runQueue) removeAll() []*unit {
 	var all []*unit
-	if cu := q.next; cu != nil {
-		for {
-			all = append(all, cu.units...)
-			if cu = cu.next; cu == q.next {
-				break
-			}
-		}
+	for q.next != nil {
+		cu := q.next
+		all = append(all, cu.units...)
+		clear(cu.units)
+		cu.units = cu.units[:0]
+		q.unlink(cu) // and its call's queued with it: the call may queue again
 	}
 	*q = runQueue{}
 	return all

@@ -33,8 +33,8 @@ func TestRunQueue(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("served %v, want %v", got, want)
 	}
-	if q.items != 0 || len(q.byCall) != 0 || q.next != nil {
-		t.Errorf("empty queue holds items %d, calls %d", q.items, len(q.byCall))
+	if q.items != 0 || q.calls != 0 || q.next != nil || a.queued != nil || b.queued != nil || c.queued != nil {
+		t.Errorf("empty queue holds items %d, calls %d", q.items, q.calls)
 	}
 
 	q.push(mk(a, 0), mk(b, 0), mk(a, 1), mk(c, 0))
@@ -47,5 +47,14 @@ func TestRunQueue(t *testing.T) {
 	q.push(mk(b, 1))
 	if all := q.removeAll(); len(all) != 2 || q.len() != 0 || q.pop() != nil {
 		t.Errorf("removeAll: got %d units, %d left", len(all), q.len())
+	}
+	// The calls emptied by removeAll queue again as new ones.
+	q.push(mk(b, 2), mk(c, 2))
+	got = got[:0]
+	for i := 0; q.len() > 0 && i < 4; i++ {
+		got = append(got, name(q.pop()))
+	}
+	if want := []string{"b2", "c2"}; !slices.Equal(got, want) || q.calls != 0 {
+		t.Errorf("after removeAll: served %v, want %v, %d calls left", got, want, q.calls)
 	}
 }

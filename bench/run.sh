@@ -12,6 +12,8 @@ Runs each BENCHMARK (default: all) ROUNDS times (default 5), the Go benchmark
 then its Python twin each time, and prints a table of seconds per op.
 -q runs each benchmark briefly (0.5s or one op), for a smoke test.
 Benchmarks: ${all[*]}
+A name ending in -nocgo runs that benchmark in a binary built with
+CGO_ENABLED=0 (a faster process start), beside its Python twin.
 Raw results go to bench/results/<date>-<time>/.
 EOF
 }
@@ -19,17 +21,18 @@ EOF
 # The benchmarks, and how long each one runs per round: Ns is N seconds of
 # ops, as many as fit (at least one); Nx is N ops. Keep a default run of all
 # of them under ten minutes on two cores.
-all=(Spawn SpawnWarm PoolStart Map MapChunk1 Apply Floor ApplyAsync ImapUnordered
+all=(Spawn Spawn-nocgo SpawnWarm PoolStart PoolStart-nocgo Map MapChunk1 Apply Floor ApplyAsync ImapUnordered
 	SharedMemory BigArg Lock Value Semaphore RLock Queue QueueMany Pipe)
 declare -A benchtime=(
-	[Spawn]=2s [SpawnWarm]=40x [PoolStart]=2s [Map]=5x [MapChunk1]=3x [Apply]=2s [Floor]=2s
+	[Spawn]=2s [Spawn-nocgo]=2s [SpawnWarm]=40x [PoolStart]=2s [PoolStart-nocgo]=2s
+	[Map]=5x [MapChunk1]=3x [Apply]=2s [Floor]=2s
 	[ApplyAsync]=2x [ImapUnordered]=40x [SharedMemory]=1s [BigArg]=3x [Lock]=5x [Value]=5x [Semaphore]=5x [RLock]=5x
 	[Queue]=3x [QueueMany]=3x [Pipe]=2s
 )
 # The Python twin of each benchmark, where it is not the benchmark's own
 # name: SpawnWarm is compared with Spawn; Floor (a raw socketpair round trip
 # between two Go processes, the machine's floor for Apply) has none.
-declare -A pytwin=([SpawnWarm]=Spawn [Floor]=)
+declare -A pytwin=([SpawnWarm]=Spawn [Floor]= [Spawn-nocgo]=Spawn [PoolStart-nocgo]=PoolStart)
 
 rounds=5
 quick=false
@@ -65,9 +68,13 @@ python=${PYTHON:-python3}
 out=$bench/results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 bin=$bench/results/bench.test
+nocgo=$bench/results/bench-nocgo.test
 
-echo "building the benchmark binary"
+echo "building the benchmark binaries"
 (cd "$bench" && go test -c -o "$bin" .)
+if [[ " ${selected[*]} " == *-nocgo* ]]; then
+	(cd "$bench" && CGO_ENABLED=0 go test -c -o "$nocgo" .)
+fi
 {
 	date -u +%FT%TZ
 	git -C "$bench" rev-parse HEAD 2>/dev/null || true
@@ -89,12 +96,19 @@ fail() {
 }
 
 run_go() { # round name benchtime
-	local log=$out/go.$2.$1.log rc=0
-	timeout 300 "$bin" -test.run '^$' -test.bench "^Benchmark$2\$" -test.count 1 \
+	local log=$out/go.$2.$1.log rc=0 b=$bin name=$2
+	if [[ $name == *-nocgo ]]; then
+		b=$nocgo name=${name%-nocgo}
+	fi
+	timeout 300 "$b" -test.run '^$' -test.bench "^Benchmark$name\$" -test.count 1 \
 		-test.benchtime "$3" -test.benchmem -test.timeout 280s >"$log" 2>&1 || rc=$?
-	cat "$log" >>"$out/go.txt"
+	if [[ $b == "$nocgo" ]]; then
+		sed "s/^Benchmark$name/Benchmark$name-nocgo/" "$log" >>"$out/go.txt"
+	else
+		cat "$log" >>"$out/go.txt"
+	fi
 	local sec
-	sec=$(awk -v name="Benchmark$2" '
+	sec=$(awk -v name="Benchmark$name" '
 		$1 == name || index($1, name "-") == 1 {
 			for (i = 2; i <= NF; i++) if ($i == "ns/op") { printf "%.9g", $(i-1) / 1e9; exit }
 		}' "$log")
