@@ -9,7 +9,7 @@ import (
 
 // The warm spare of Spawn (WorkerOptions.KeepSpare): one worker process
 // started ahead of time, its handshake half done (its hello read and
-// checked), waiting for our hello and its task. Like the thread that starts
+// checked), waiting for our hello and its task. Like the threads that start
 // workers, it belongs to the process, not to a call: it is the one piece of
 // mutable state besides the registry, and it is owned here alone.
 var spare struct {
