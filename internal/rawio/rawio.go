@@ -19,6 +19,11 @@
 // KeepAwake and bounds the monitor's sleep; after a KeepAwake with no
 // message the timer stops, and the next message wakes the monitor with
 // an ordinary system call.
+//
+// A read that finds nothing to read polls the socket for a few
+// microseconds (SpinFor, Linux) before it waits: a peer that answers
+// quickly is read without either side's thread falling asleep and being
+// woken. Connections whose polling keeps finding nothing stop polling.
 package rawio
 
 import "time"

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +39,13 @@ type Conn struct {
 	wn      int64
 	werrno  syscall.Errno
 	one     [1][]byte
+
+	// Polling before a wait (see spin): where the read in progress is,
+	// when its polling ends, and how many pollings in a row found nothing.
+	rspin   spinState
+	spinEnd time.Time
+	misses  int
+	skipped int
 }
 
 // New returns c read and written without waking the system monitor. It
@@ -61,7 +69,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.rbuf, c.rmsg = p, false
+	c.rbuf, c.rmsg, c.rspin = p, false, spinFirst
 	err := c.rc.Read(c.readFn)
 	n, errno := c.rn, c.rerrno
 	c.rbuf, c.rn, c.rerrno = nil, 0, 0
@@ -82,7 +90,7 @@ func (c *Conn) ReadMsgUnix(b, oob []byte) (n, oobn, flags int, addr *net.UnixAdd
 	if c.rc == nil || len(b) == 0 || len(oob) == 0 {
 		return c.UnixConn.ReadMsgUnix(b, oob)
 	}
-	c.rbuf, c.roob, c.rmsg = b, oob, true
+	c.rbuf, c.roob, c.rmsg, c.rspin = b, oob, true, spinFirst
 	err = c.rc.Read(c.readFn)
 	n, oobn, flags, errno := c.rn, c.roobn, c.rflags, c.rerrno
 	c.rbuf, c.roob, c.rn, c.roobn, c.rflags, c.rerrno = nil, nil, 0, 0, 0, 0
@@ -117,8 +125,14 @@ func (c *Conn) read(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if c.spin() {
+				continue
+			}
 			return false
 		case 0:
+			if c.rspin == spinning {
+				c.misses = 0 // the polling paid off
+			}
 			c.rn = int(r)
 			if c.rmsg {
 				c.roobn, c.rflags = int(c.msg.Controllen), int(c.msg.Flags)
@@ -128,6 +142,63 @@ func (c *Conn) read(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// Polling: a read that finds nothing to read polls the socket again, for
+// up to SpinFor, before it waits for the runtime's poller to wake it.
+// Falling asleep and being woken costs each side of a round trip a switch
+// of its CPU to another thread or to idle and back, and on a virtual
+// machine the wake-up of an idle virtual CPU; a peer that answers within
+// SpinFor is read without either. In one measurement on two cores a bare
+// round trip between two processes took 36 µs with waits and 6 µs with
+// polling, and an Apply 34 µs and 14 µs.
+//
+// The cost is CPU: at most SpinFor per read that would wait. A read
+// polls with runtime.Gosched between tries, so the goroutines of its own
+// process run while it polls (a worker runs its tasks with GOMAXPROCS 1);
+// other processes run where the machine has a free CPU, or by preempting
+// it. After maxMisses pollings in a row that found nothing (a peer that is
+// slow to answer, or a machine too busy for it to answer in time) a
+// connection stops polling, and tries again only every probeEvery-th wait,
+// so that it does not burn CPU where polling does not help.
+const (
+	SpinFor    = 20 * time.Microsecond
+	maxMisses  = 4
+	probeEvery = 16
+)
+
+type spinState uint8
+
+const (
+	spinFirst spinState = iota // no try of the read has found nothing yet
+	spinning                   // polling, until spinEnd
+	spinOver                   // done polling: wait
+)
+
+// spin is called when a try of the read in progress finds nothing to read,
+// and reports whether to try again rather than wait.
+func (c *Conn) spin() bool {
+	switch c.rspin {
+	case spinFirst:
+		if c.misses >= maxMisses {
+			c.skipped++
+			if c.skipped%probeEvery != 0 {
+				c.rspin = spinOver
+				return false
+			}
+		}
+		c.rspin, c.spinEnd = spinning, time.Now().Add(SpinFor)
+	case spinning:
+		if !time.Now().Before(c.spinEnd) {
+			c.rspin = spinOver
+			c.misses = min(c.misses+1, maxMisses)
+			return false
+		}
+	default:
+		return false
+	}
+	runtime.Gosched()
+	return true
 }
 
 // Write writes p.

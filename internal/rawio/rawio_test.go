@@ -180,3 +180,49 @@ func TestKeeperStops(t *testing.T) {
 		t.Errorf("after a new message: state %d, want %d", s, touched)
 	}
 }
+
+// TestPollingBacksOff checks that a read that finds nothing polls before it
+// waits, that a connection whose pollings keep finding nothing stops
+// polling but for a probe every probeEvery-th wait, and that a polling
+// that finds data makes it poll again.
+func TestPollingBacksOff(t *testing.T) {
+	a, b := pair(t)
+	buf := make([]byte, 1)
+	timeout := func(i int) {
+		t.Helper()
+		a.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
+		if _, err := a.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read %d from a silent peer: got %v, want a timeout", i, err)
+		}
+	}
+	for i := 1; i <= maxMisses; i++ {
+		timeout(i)
+		if a.misses != i || a.skipped != 0 {
+			t.Fatalf("after %d timed-out reads: %d misses and %d skipped, want %d and 0", i, a.misses, a.skipped, i)
+		}
+	}
+	probed := a.spinEnd
+	for i := 1; i < probeEvery; i++ {
+		timeout(maxMisses + i)
+		if a.skipped != i || a.spinEnd != probed {
+			t.Fatalf("read %d after %d misses in a row polled (skipped %d)", i, maxMisses, a.skipped)
+		}
+	}
+	timeout(maxMisses + probeEvery)
+	if a.spinEnd == probed || a.misses != maxMisses {
+		t.Fatalf("read %d after %d misses in a row: no probe, or the probe's miss not counted (%d misses)", probeEvery, maxMisses, a.misses)
+	}
+
+	// A polling that finds data: the next wait polls again.
+	a.SetReadDeadline(time.Time{})
+	if _, err := b.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	a.rbuf, a.rmsg, a.rspin = buf, false, spinning
+	if err := a.rc.Read(a.readFn); err != nil || a.rn != 1 {
+		t.Fatalf("read while polling: %d bytes, %v", a.rn, err)
+	}
+	if a.misses != 0 {
+		t.Errorf("a polling that found data left %d misses, want 0", a.misses)
+	}
+}
