@@ -91,6 +91,7 @@ func (o WorkerOptions) startTimeout() time.Duration {
 // workerConn is a started worker and the framing on its connection.
 type workerConn struct {
 	child *spawn.Child
+	raw   *rawio.Conn // under r and w
 	r     *wire.Reader
 	w     *wire.Writer
 	hello wire.Hello // ours, as sent
@@ -138,8 +139,14 @@ func startProcess(o WorkerOptions, hello wire.Hello, spare bool) (*workerConn, e
 		return nil, &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}
 	}
 	raw := rawio.New(child.Conn) // Conn for deadlines, descriptors and Close
+	// The parent's reads of a worker wait at once, rather than poll first
+	// (see rawio.SpinFor), but an Apply caller's for its own result
+	// (readFor): a pool's readers poll while tasks stream in, on the CPUs
+	// its workers need.
+	raw.SetPolling(false)
 	return &workerConn{
 		child: child,
+		raw:   raw,
 		r:     wire.NewReader(raw, o.maxMessage()),
 		w:     wire.NewWriter(raw, o.maxMessage()),
 		hello: hello,

@@ -142,7 +142,11 @@ func (p *Pool) readFor(c *call, r reading) bool {
 		if c.ctx.Done() != nil {
 			stop = context.AfterFunc(c.ctx, func() { p.cancelCall(c) })
 		}
+		// The result is usually moments away: poll for it, rather than
+		// fall asleep and be woken (see rawio.SpinFor).
+		wc.raw.SetPolling(true)
 		ok = s.readFrames(wc, r)
+		wc.raw.SetPolling(false)
 		if stop != nil {
 			stop()
 		}

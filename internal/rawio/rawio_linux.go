@@ -40,8 +40,10 @@ type Conn struct {
 	werrno  syscall.Errno
 	one     [1][]byte
 
-	// Polling before a wait (see spin): where the read in progress is,
-	// when its polling ends, and how many pollings in a row found nothing.
+	// Polling before a wait (see spin): whether reads poll, where the read
+	// in progress is, when its polling ends, and how many pollings in a
+	// row found nothing.
+	noPoll  bool
 	rspin   spinState
 	spinEnd time.Time
 	misses  int
@@ -167,6 +169,11 @@ const (
 	probeEvery = 16
 )
 
+// SetPolling sets whether a read that finds nothing to read polls before
+// it waits; a new Conn's reads poll. Only a goroutine that may read may
+// call it.
+func (c *Conn) SetPolling(on bool) { c.noPoll = !on }
+
 type spinState uint8
 
 const (
@@ -180,6 +187,10 @@ const (
 func (c *Conn) spin() bool {
 	switch c.rspin {
 	case spinFirst:
+		if c.noPoll {
+			c.rspin = spinOver
+			return false
+		}
 		if c.misses >= maxMisses {
 			c.skipped++
 			if c.skipped%probeEvery != 0 {

@@ -17,3 +17,6 @@ func (c *Conn) Writev(bufs [][]byte) (int64, error) {
 	nb := net.Buffers(bufs)
 	return nb.WriteTo(c.UnixConn)
 }
+
+// SetPolling does nothing here: reads do not poll before they wait.
+func (c *Conn) SetPolling(on bool) {}
