@@ -64,12 +64,11 @@ func startApply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opt
 	} else {
 		c.claimable = true // its caller waits in waitOne, and reads there
 	}
-	u, err := makeOne(&c.call, arg, p.maxMessage())
-	if err != nil { // the argument cannot be sent
+	if err := makeOne(&c.call, &c.oneUnit, arg, p.maxMessage()); err != nil { // the argument cannot be sent
 		c.finish()
 		return nil, c.taskError(0, err)
 	}
-	c.units[0] = u
+	c.units[0] = &c.oneUnit
 	if err := c.submit(c.units[:], nil); err != nil {
 		c.finish()
 		return nil, callError(f.name, err)

@@ -171,24 +171,31 @@ func timeoutError(timeout time.Duration) error {
 // newUnit makes the unit of items [index, index+n) of c. It encodes them
 // now; the pool's failure paths use the units that fail to encode.
 func newUnit(c *call, index, n int, encode func(off, n int) ([]byte, []*handle, error), base int) *unit {
-	u := &unit{c: c, index: index, n: n, encode: encode, base: base}
-	u.head = wire.AppendTaskHeader(u.headBuf[:0], wire.Task{Func: c.fn, Deadline: c.deadline, Timeout: c.timeout, N: n})
+	u := new(unit)
+	u.init(c, index, n, encode, base)
 	return u
 }
 
-// makeOne encodes the argument of an Apply into its one unit.
-func makeOne[T any](c *call, arg T, limit int) (*unit, error) {
+// init makes u a new unit, as newUnit does.
+func (u *unit) init(c *call, index, n int, encode func(off, n int) ([]byte, []*handle, error), base int) {
+	*u = unit{c: c, index: index, n: n, encode: encode, base: base}
+	u.head = wire.AppendTaskHeader(u.headBuf[:0], wire.Task{Func: c.fn, Deadline: c.deadline, Timeout: c.timeout, N: n})
+}
+
+// makeOne encodes the argument of an Apply into its one unit, u (part of
+// its collector: no allocation of its own).
+func makeOne[T any](c *call, u *unit, arg T, limit int) error {
 	args, handles, err := encodeArgs(arg, c.handles)
 	if err != nil {
-		return nil, fmt.Errorf("mp: encoding the argument %T: %w", arg, err)
+		return fmt.Errorf("mp: encoding the argument %T: %w", arg, err)
 	}
-	u := newUnit(c, 0, 1, nil, 0)
+	u.init(c, 0, 1, nil, 0)
 	if size := len(args) + len(u.head); size > limit {
 		releaseAll(handles)
-		return nil, messageError(&wire.FrameTooLargeError{Size: int64(size), Limit: limit})
+		return messageError(&wire.FrameTooLargeError{Size: int64(size), Limit: limit})
 	}
 	u.args, u.handles = args, handles
-	return u, nil
+	return nil
 }
 
 // dropHandles lets go of the unit's references to its shared objects:
@@ -255,10 +262,11 @@ func (b batch[R]) err(i int) error {
 // collector gathers the outcomes of a call's units as workers return them.
 type collector[R any] struct {
 	call
-	pool   *Pool
-	apply  bool       // an Apply or ApplyAsync: one unit, errors carry index -1
-	future *Future[R] // an ApplyAsync's, resolved by resolve itself
-	units  [1]*unit   // an Apply's, to submit without a slice
+	pool    *Pool
+	apply   bool       // an Apply or ApplyAsync: one unit, errors carry index -1
+	future  *Future[R] // an ApplyAsync's, resolved by resolve itself
+	units   [1]*unit   // an Apply's, to submit without a slice
+	oneUnit unit       // an Apply's unit, in units[0] (replaced if its worker dies)
 	// quiet: the caller needs waking only when all is done, or (failFast)
 	// at the first error: a Map without Progress. Waking it for every
 	// outcome would cost a thread wake-up per task.

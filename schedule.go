@@ -228,16 +228,22 @@ func (s *slot) lost(wc *workerConn, frames []frame) {
 	}
 }
 
-// kickAll kicks the slots in turn while work is queued.
+// kickAll kicks the slots in turn while work is queued, but those whose
+// workers hold all they may: each of those takes more when a result comes
+// (its reader kicks it), and a kick would only find it full. (Many calls
+// submitted at once, ApplyAsync in a loop, would kick full slots for each.)
 func (p *Pool) kickAll() {
 	for _, s := range p.slots {
 		p.mu.Lock()
 		empty := p.queue.len() == 0
+		full := s.ready && len(s.inflight) >= s.depthLocked()
 		p.mu.Unlock()
 		if empty {
 			return
 		}
-		s.kick(false)
+		if !full {
+			s.kick(false)
+		}
 	}
 }
 
