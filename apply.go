@@ -8,12 +8,14 @@ import (
 // as Python's Pool.apply. It blocks until the call is done. Its errors are
 // those of [Map], with Index -1 in the *[TaskError]. Of the options, only
 // [NoWait] applies: with it, Apply fails at once with [ErrQueueFull] when
-// the pool's queue is full. A round trip cost 30µs on a quiet 2-core
-// machine, 7.2 times faster than Python's Pool.apply in the same run (41µs
-// and 7.0 times on the same machine loaded, 1.8 times a bare round trip of
-// 64 bytes between two Go processes there, BenchmarkFloor), with 8
-// allocations in the calling process (5 if ctx cannot be cancelled). When its task goes to an idle worker, the caller
-// reads the result itself: no other goroutine wakes it.
+// the pool's queue is full. A round trip cost 10.6µs on a quiet 2-core
+// machine, 21.6 times faster than Python's Pool.apply in the same run and
+// 1.9 times a bare round trip of 64 bytes between two Go processes
+// (BenchmarkFloor), with 7 allocations in the calling process (4 if ctx
+// cannot be cancelled). When its task goes to an idle worker, the caller
+// reads the result itself: no other goroutine wakes it, and it polls for
+// the result for a few microseconds before it sleeps, as the worker polls
+// for its next task.
 func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...CallOption) (R, error) {
 	c, err := startApply(ctx, p, f, arg, opts, nil)
 	if err != nil {
@@ -36,8 +38,9 @@ type Future[R any] struct {
 // once, as Python's Pool.apply_async. Cancelling ctx cancels the call. The
 // call runs whether or not anyone waits for it. Its Future is resolved as
 // the result arrives, with no goroutine per call: 50,000 at once took
-// 4.2µs a task on 2 workers of a quiet 2-core machine, 8.7 times faster
-// than Python's apply_async in the same run, with 6 allocations a task. Where the pool's queue is
+// 3.7µs a task on 2 workers of a quiet 2-core machine, 8.2 times faster
+// than Python's apply_async in the same run, with 5 allocations a task.
+// Where the pool's queue is
 // bounded and full, ApplyAsync blocks until there is room, or with
 // [NoWait] returns a Future that holds [ErrQueueFull].
 func ApplyAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...CallOption) *Future[R] {

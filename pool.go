@@ -27,13 +27,13 @@ import (
 // A pool must be closed with Close or Shutdown, which stop its workers.
 //
 // What the machinery costs, measured with a trivial function on 2 workers
-// of a quiet 2-core machine (bench/run.sh, 5 rounds, 2026-11-28; Python's
+// of a quiet 2-core machine (bench/run.sh, 5 rounds, 2026-11-29; Python's
 // multiprocessing twin in the same run): a Map of a million ints with the
-// default chunks takes 29ms (5.7 times faster than Python's Pool.map);
-// with ChunkSize(1) each item costs about 3.4µs (5.7 times); an Apply
-// round trip 30µs (7.2 times); ApplyAsync, with many in flight, 4.2µs a
-// task (8.7 times); ImapUnordered of 200,000 ints in chunks of 1,000, 11ms
-// (4.3 times).
+// default chunks takes 27ms (6.4 times faster than Python's Pool.map);
+// with ChunkSize(1) each item costs about 3.1µs (7.3 times); an Apply
+// round trip 10.6µs (21.6 times); ApplyAsync, with many in flight, 3.7µs a
+// task (8.2 times); ImapUnordered of 200,000 ints in chunks of 1,000,
+// 9.7ms (5.5 times).
 //
 // # How the pool is put together
 //
@@ -159,10 +159,10 @@ type Stats struct {
 // Init failed; then no process is left behind.
 //
 // Starting a pool costs about what starting its workers does: a pool of 2
-// started, used once and closed took 5.0ms in the run above, 1.4 times
-// faster than Python's Pool with fork (3.7ms and 1.7 times with the binary
+// started, used once and closed took 4.1ms in the run above, 1.7 times
+// faster than Python's Pool with fork (3.0ms and 2.3 times with the binary
 // built with CGO_ENABLED=0, which needs no dynamic loader; 38ms and 1.7
-// times on the same machine loaded).
+// times on the same machine loaded, before two threads started workers).
 func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 	if ctx == nil {
 		return nil, nilContext("NewPool")
