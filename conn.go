@@ -140,9 +140,9 @@ func startProcess(o WorkerOptions, hello wire.Hello, spare bool) (*workerConn, e
 	}
 	raw := rawio.New(child.Conn) // Conn for deadlines, descriptors and Close
 	// The parent's reads of a worker wait at once, rather than poll first
-	// (see rawio.SpinFor), but an Apply caller's for its own result
-	// (readFor): a pool's readers poll while tasks stream in, on the CPUs
-	// its workers need.
+	// (see rawio.SpinFor), but for an Apply caller's read of its own result
+	// (readFor): a pool's readers read while tasks stream in, and polling
+	// there would take CPU that its workers need.
 	raw.SetPolling(false)
 	return &workerConn{
 		child: child,

@@ -152,8 +152,8 @@ func (c *Conn) read(fd uintptr) bool {
 // of its CPU to another thread or to idle and back, and on a virtual
 // machine the wake-up of an idle virtual CPU; a peer that answers within
 // SpinFor is read without either. In one measurement on two cores a bare
-// round trip between two processes took 36 µs with waits and 6 µs with
-// polling, and an Apply 34 µs and 14 µs.
+// round trip between two processes took 35 µs with waits and 7 µs with
+// polling, and an Apply 33 µs and 12 µs.
 //
 // The cost is CPU: at most SpinFor per read that would wait. A read
 // polls with runtime.Gosched between tries, so the goroutines of its own
