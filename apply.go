@@ -14,8 +14,8 @@ import (
 // (BenchmarkFloor), with 7 allocations in the calling process (4 if ctx
 // cannot be cancelled). When its task goes to an idle worker, the caller
 // reads the result itself: no other goroutine wakes it, and it polls for
-// the result for a few microseconds before it sleeps, as the worker polls
-// for its next task.
+// the result for a few microseconds before it sleeps (while polling pays
+// off), as the worker polls for its next task.
 func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...CallOption) (R, error) {
 	c, err := startApply(ctx, p, f, arg, opts, nil)
 	if err != nil {

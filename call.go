@@ -266,7 +266,7 @@ type collector[R any] struct {
 	apply   bool       // an Apply or ApplyAsync: one unit, errors carry index -1
 	future  *Future[R] // an ApplyAsync's, resolved by resolve itself
 	units   [1]*unit   // an Apply's, to submit without a slice
-	oneUnit unit       // an Apply's unit, in units[0] (replaced if its worker dies)
+	oneUnit unit       // an Apply's unit, in units[0] (replaced by a new one if it overruns)
 	// quiet: the caller needs waking only when all is done, or (failFast)
 	// at the first error: a Map without Progress. Waking it for every
 	// outcome would cost a thread wake-up per task.

@@ -162,7 +162,9 @@ func (c *Conn) read(fd uintptr) bool {
 // it. After maxMisses pollings in a row that found nothing (a peer that is
 // slow to answer, or a machine too busy for it to answer in time) a
 // connection stops polling, and tries again only every probeEvery-th wait,
-// so that it does not burn CPU where polling does not help.
+// so that it does not burn CPU where polling does not help. A deadline
+// that passes, or a Close, while a read polls takes effect when the
+// polling ends.
 const (
 	SpinFor    = 20 * time.Microsecond
 	maxMisses  = 4

@@ -226,3 +226,29 @@ func TestPollingBacksOff(t *testing.T) {
 		t.Errorf("a polling that found data left %d misses, want 0", a.misses)
 	}
 }
+
+// TestSetPolling checks that a Conn whose polling is off waits at once,
+// and polls again once it is back on.
+func TestSetPolling(t *testing.T) {
+	a, _ := pair(t)
+	buf := make([]byte, 1)
+	timeout := func() {
+		t.Helper()
+		a.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
+		if _, err := a.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read from a silent peer: got %v, want a timeout", err)
+		}
+	}
+	a.SetPolling(false)
+	for range maxMisses + probeEvery {
+		timeout()
+	}
+	if !a.spinEnd.IsZero() || a.misses != 0 || a.skipped != 0 {
+		t.Fatalf("with polling off, reads polled (misses %d, skipped %d)", a.misses, a.skipped)
+	}
+	a.SetPolling(true)
+	timeout()
+	if a.spinEnd.IsZero() || a.misses != 1 {
+		t.Fatalf("with polling back on, a read did not poll (misses %d)", a.misses)
+	}
+}
