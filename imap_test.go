@@ -76,10 +76,44 @@ func TestImapLazyEndless(t *testing.T) {
 		}
 	}
 	// At most a window of 8 tasks per worker (4 times the pool's depth of
-	// 2) is in flight; as many may be done but not yet yielded, and as many
-	// more parked until the results before them are yielded.
-	if window := 4 * 2 * 2; read > 100+3*window+1 {
+	// 2) is in flight or parked until the results before them are yielded;
+	// as many more may be done but not yet taken.
+	if window := 4 * 2 * 2; read > 100+2*window+1 {
 		t.Errorf("read %d items of the input for 100 results, want a bounded read-ahead", read)
+	}
+}
+
+// TestImapBoundedBehindSlowItem checks that results parked behind a slow
+// item count in Imap's window: while the first item runs, the other
+// worker must not go on through the input without bound.
+func TestImapBoundedBehindSlowItem(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 2})
+	ctx := bounded(t, 30*time.Second)
+	read := 0
+	endless := func(yield func(time.Duration) bool) {
+		for i := 0; ; i++ {
+			read++
+			d := time.Duration(0)
+			if i == 0 {
+				d = 300 * time.Millisecond
+			}
+			if !yield(d) {
+				return
+			}
+		}
+	}
+	n := 0
+	for _, err := range mp.Imap(ctx, p, poolSlow, endless) {
+		if err != nil {
+			t.Fatalf("item %d: %v", n, err)
+		}
+		if n++; n == 1 {
+			break
+		}
+	}
+	if window := 4 * 2 * 2; read > 1+2*window+1 {
+		t.Errorf("read %d items of the input while its first item ran, want at most %d", read, 2+2*window)
 	}
 }
 

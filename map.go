@@ -289,7 +289,7 @@ func (it *imapRun[T, R]) run(ctx context.Context, in iter.Seq[T]) {
 // the iteration is over: the consumer stopped, the call failed, or ctx
 // ended (then what was in flight is yielded, and ctx's error last).
 func (it *imapRun[T, R]) send(ctx context.Context, batch []T) bool {
-	for it.pending() >= it.window && ctx.Err() == nil {
+	for it.full() && ctx.Err() == nil {
 		if !it.receive() {
 			return false
 		}
@@ -361,6 +361,16 @@ func (it *imapRun[T, R]) receive() bool {
 		}
 	}
 	return true
+}
+
+// full reports whether the window is full. Units in flight count in it,
+// and so do Imap's results parked until those before them are yielded:
+// else, behind one slow item, the other workers would go on through the
+// input, and the parked results pile up, without bound. (Parked results
+// wait for a unit in flight: with none, there are none.)
+func (it *imapRun[T, R]) full() bool {
+	pending := it.pending()
+	return pending >= it.window || pending > 0 && pending+len(it.parked) >= it.window
 }
 
 func (it *imapRun[T, R]) pending() int {
