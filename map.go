@@ -162,8 +162,9 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 
 // Imap calls f on every item of in, in the pool's workers, and yields the
 // results in the order of in, as Python's Pool.imap. It reads in lazily,
-// keeping a bounded number of chunks in flight (8 per worker), so in
-// may be endless.
+// keeping a bounded number of chunks in flight or done but waiting for
+// those before them (8 per worker), so in may be endless, and one slow
+// item holds the reading back.
 //
 // A failed item yields the zero R and a *[TaskError], and iteration goes
 // on. Always range with both values, or errors are silently dropped:
