@@ -91,7 +91,7 @@ func (o WorkerOptions) startTimeout() time.Duration {
 // workerConn is a started worker and the framing on its connection.
 type workerConn struct {
 	child *spawn.Child
-	raw   *rawio.Conn // under r and w
+	raw   *rawio.Conn // under r: the pipe the worker writes to
 	r     *wire.Reader
 	w     *wire.Writer
 	hello wire.Hello // ours, as sent
@@ -138,16 +138,21 @@ func startProcess(o WorkerOptions, hello wire.Hello, spare bool) (*workerConn, e
 	if err != nil {
 		return nil, &prefixedError{prefix: "mp: workers fail to start: ", err: err, sentinel: ErrWorkerStart}
 	}
-	raw := rawio.New(child.Conn) // Conn for deadlines, descriptors and Close
+	// Tasks go on the socket (Conn, for descriptors too); what the worker
+	// sends comes on a pipe (Out): a pipe takes a small write for about
+	// half the kernel's time a socket does, and a worker writes each
+	// result on its own.
+	raw := rawio.New(child.Conn)
+	out := rawio.NewFile(child.Out)
 	// The parent's reads of a worker wait at once, rather than poll first
 	// (see rawio.SpinFor), but for an Apply caller's read of its own result
 	// (readFor): a pool's readers read while tasks stream in, and polling
 	// there would take CPU that its workers need.
-	raw.SetPolling(false)
+	out.SetPolling(false)
 	return &workerConn{
 		child: child,
-		raw:   raw,
-		r:     wire.NewReader(raw, o.maxMessage()),
+		raw:   out,
+		r:     wire.NewReader(out, o.maxMessage()),
 		w:     wire.NewWriter(raw, o.maxMessage()),
 		hello: hello,
 	}, nil
@@ -167,9 +172,9 @@ func (wc *workerConn) setHello(o WorkerOptions, hello wire.Hello) []byte {
 // handshake reads the worker's hello and checks it against ours. Any
 // failure kills the worker, waits for it, and explains what to do.
 func (wc *workerConn) handshake(timeout time.Duration) error {
-	wc.child.Conn.SetReadDeadline(time.Now().Add(timeout))
+	wc.child.Out.SetReadDeadline(time.Now().Add(timeout))
 	f, err := wc.r.Read()
-	wc.child.Conn.SetReadDeadline(time.Time{})
+	wc.child.Out.SetReadDeadline(time.Time{})
 	if err == nil && f.Kind != wire.KindHello {
 		err = fmt.Errorf("%w: expected a hello, got a %v frame", wire.ErrMalformed, f.Kind)
 	}
@@ -185,7 +190,7 @@ func (wc *workerConn) handshake(timeout time.Duration) error {
 		wc.kill()
 		return fmt.Errorf("%w: worker %d did not answer within %v: does main call mp.Main() as its first statement (and TestMain, in tests)?", ErrWorkerStart, pid, timeout)
 	case peerGone(err):
-		wc.child.Conn.Close()
+		wc.close()
 		exit := wc.exitError("")
 		if exit.State != nil && exit.State.Success() {
 			return fmt.Errorf("%w: worker %d exited without a handshake: main does not call mp.Main() as its first statement (and TestMain, in tests): %w", ErrWorkerStart, pid, exit)
@@ -200,6 +205,13 @@ func (wc *workerConn) handshake(timeout time.Duration) error {
 func (wc *workerConn) kill() {
 	wc.child.KillGroup()
 	<-wc.child.Done()
+	wc.close()
+}
+
+// close closes the connection both ways: a read of the worker in
+// progress, or to come, fails with net.ErrClosed.
+func (wc *workerConn) close() {
+	wc.raw.Close()
 	wc.child.Conn.Close()
 }
 

@@ -25,9 +25,11 @@ var (
 			return 0, err
 		}
 		for _, e := range entries {
-			if target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); strings.HasPrefix(target, "socket:") {
-				var fd int
-				fmt.Sscan(e.Name(), &fd)
+			// The worker's socket and its pipe to the parent (any pipe but
+			// its standard streams).
+			var fd int
+			fmt.Sscan(e.Name(), &fd)
+			if target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); strings.HasPrefix(target, "socket:") || strings.HasPrefix(target, "pipe:") && fd > 2 {
 				f := os.NewFile(uintptr(fd), "conn")
 				f.Write(junk)
 			}

@@ -136,7 +136,7 @@ func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 	defer p.stop()
 	defer releaseAll(p.handles)
 	wc := p.wc
-	defer wc.child.Conn.Close()
+	defer wc.close()
 	sent := make(chan error, 1)
 	if head == nil {
 		sent <- nil

@@ -262,6 +262,7 @@ func Main() {
 	}
 	isWorker.Store(true)
 	os.Exit(worker.Serve(conn, worker.Config{
+		Out:         spawn.Out,
 		Fingerprint: fp,
 		Lookup:      lookupHandler,
 		Describe:    describeError,

@@ -36,7 +36,7 @@ func takeSpare() *workerConn {
 	}
 	select {
 	case <-wc.child.Done(): // it died idle: someone killed it
-		wc.child.Conn.Close()
+		wc.close()
 		return nil
 	default:
 		return wc

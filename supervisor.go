@@ -156,9 +156,9 @@ func (s *slot) runInit(wc *workerConn) error {
 	var f wire.Frame
 	if err == nil {
 		timeout := s.p.opts.Worker.startTimeout()
-		wc.child.Conn.SetReadDeadline(time.Now().Add(timeout))
+		wc.child.Out.SetReadDeadline(time.Now().Add(timeout))
 		f, err = wc.r.Read()
-		wc.child.Conn.SetReadDeadline(time.Time{})
+		wc.child.Out.SetReadDeadline(time.Time{})
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			wc.kill()
 			return fmt.Errorf("%w: Init %s did not finish within WorkerOptions.StartTimeout (%v)", ErrWorkerStart, in.fn, timeout)
@@ -229,7 +229,7 @@ func (s *slot) serve(wc *workerConn) bool {
 			wc.child.KillGroup()
 		}
 		if retire {
-			wc.child.Conn.Close()
+			wc.close()
 			wakeReader(wc)
 			<-dead
 			s.died(wc, nil)
@@ -285,7 +285,7 @@ func (s *slot) died(wc *workerConn, err error) {
 	reason, killedID := s.kill, s.killID
 	p.mu.Unlock()
 	exit := wc.exitError(reason)
-	wc.child.Conn.Close()
+	wc.close()
 
 	p.mu.Lock()
 	inflight := s.inflight

@@ -1,6 +1,6 @@
-// Package rawio reads and writes the Unix socket between a parent and a
-// worker with system calls that bypass the Go scheduler's bookkeeping of
-// system calls, where it can (Linux).
+// Package rawio reads and writes the Unix socket and the pipe between a
+// parent and a worker with system calls that bypass the Go scheduler's
+// bookkeeping of system calls, where it can (Linux).
 //
 // A Go process wakes its system monitor thread (sysmon) at the first
 // blocking-capable system call after all its goroutines were idle. A

@@ -21,6 +21,11 @@ type Conn struct {
 	*net.UnixConn
 	rc syscall.RawConn
 
+	// A pipe's (NewFile), in place of the UnixConn, and whether Close
+	// closed it: its reads then fail with net.ErrClosed, as a socket's do.
+	file   *os.File
+	closed atomic.Bool
+
 	// The state of the read in progress, kept here so that the functions
 	// given to rc need not be allocated for each read.
 	readFn  func(fd uintptr) bool
@@ -63,9 +68,36 @@ func New(c *net.UnixConn) *Conn {
 	return rw
 }
 
+// NewFile returns f, a pipe, read and written raw. Only Read, Write,
+// Writev, SetPolling and Close may be called on the result, which owns f.
+func NewFile(f *os.File) *Conn {
+	rw := &Conn{file: f}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return rw
+	}
+	rw.rc = rc
+	rw.readFn = rw.read
+	rw.writeFn = rw.write
+	return rw
+}
+
+// Close closes the socket or the pipe. A read in progress, or to come,
+// fails with net.ErrClosed.
+func (c *Conn) Close() error {
+	if c.file == nil {
+		return c.UnixConn.Close()
+	}
+	c.closed.Store(true)
+	return c.file.Close()
+}
+
 // Read reads into p.
 func (c *Conn) Read(p []byte) (int, error) {
 	if c.rc == nil {
+		if c.file != nil {
+			return c.file.Read(p)
+		}
 		return c.UnixConn.Read(p)
 	}
 	if len(p) == 0 {
@@ -76,6 +108,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 	n, errno := c.rn, c.rerrno
 	c.rbuf, c.rn, c.rerrno = nil, 0, 0
 	switch {
+	case err != nil && c.closed.Load():
+		return 0, net.ErrClosed
 	case err != nil:
 		return 0, err
 	case errno != 0:
@@ -217,6 +251,9 @@ func (c *Conn) spin() bool {
 // Write writes p.
 func (c *Conn) Write(p []byte) (int, error) {
 	if c.rc == nil {
+		if c.file != nil {
+			return c.file.Write(p)
+		}
 		return c.UnixConn.Write(p)
 	}
 	c.one[0] = p
@@ -229,6 +266,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 func (c *Conn) Writev(bufs [][]byte) (int64, error) {
 	if c.rc == nil {
 		nb := net.Buffers(bufs)
+		if c.file != nil {
+			return nb.WriteTo(c.file)
+		}
 		return nb.WriteTo(c.UnixConn)
 	}
 	c.wbufs, c.wn = bufs, 0

@@ -252,3 +252,45 @@ func TestSetPolling(t *testing.T) {
 		t.Fatalf("with polling back on, a read did not poll (misses %d)", a.misses)
 	}
 }
+
+// TestFile checks a pipe read and written raw: what is written arrives, in
+// order; the writer's close is EOF; and a read after Close fails with
+// net.ErrClosed, as a socket's does.
+func TestFile(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, wc := NewFile(r), NewFile(w)
+	defer rc.Close()
+	if _, err := wc.Writev([][]byte{[]byte("hello, "), nil, []byte("pipe")}); err != nil {
+		t.Fatalf("Writev: %v", err)
+	}
+	wc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil || string(got) != "hello, pipe" {
+		t.Fatalf("read %q, %v; want %q, nil", got, err, "hello, pipe")
+	}
+
+	r2, w2, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	rc2 := NewFile(r2)
+	done := make(chan error, 1)
+	go func() {
+		_, err := rc2.Read(make([]byte, 1))
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond) // let the read start waiting; it fails either way
+	rc2.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Errorf("a read of a closed pipe: got %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end a read in progress")
+	}
+}

@@ -30,6 +30,10 @@ const EnvMarker = "MP_WORKER_FD"
 
 const childFD = 3 // ExtraFiles[0]
 
+// pipeSize is what the pipe from a worker to its parent holds, if the
+// system lets it: a chunk's results are often hundreds of KiB.
+var pipeSize = 1 << 20
+
 // parentPID is, in a worker, the pid of the parent that started it (set
 // by Self, before the worker serves): when the worker's parent is not it
 // any more, the parent is gone.
@@ -65,6 +69,10 @@ const EnvSpare = "MP_WORKER_SPARE"
 // IsSpare is set by Self in a worker started as a spare.
 var IsSpare bool
 
+// Out is set by Self in a worker: the write end of the pipe that carries
+// what the worker sends its parent.
+var Out *os.File
+
 // EnvMaxProcs marks a GOMAXPROCS that Start set (Config.MaxProcs) and
 // holds what the worker's environment had before: "-" for nothing, else
 // "=" and the value. Self puts that back, so that what the worker runs
@@ -79,6 +87,7 @@ const workerMark = "[mp]"
 type Child struct {
 	Cmd  *exec.Cmd
 	Conn *net.UnixConn // the parent's end of the socketpair
+	Out  *os.File      // the read end of the pipe the worker writes to (see Self)
 
 	tail     *tailBuffer
 	flush    []*lineWriter // nil entries for streams written directly
@@ -90,7 +99,7 @@ type Child struct {
 }
 
 // Start starts a worker. The caller owns the returned Child: it must close
-// Conn, and the process is reaped by a goroutine Start leaves behind, which
+// Conn and Out, and the process is reaped by a goroutine Start leaves behind, which
 // closes Done when the process has exited and its stderr has drained.
 func Start(cfg Config) (*Child, error) {
 	if _, ok := os.LookupEnv(EnvMarker); ok {
@@ -111,6 +120,13 @@ func Start(cfg Config) (*Child, error) {
 		return nil, err
 	}
 	defer childEnd.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		parentEnd.Close()
+		return nil, err
+	}
+	defer outW.Close()
+	growPipe(outW, pipeSize)
 
 	c := &Child{tail: newTailBuffer(8 << 10), done: make(chan struct{})}
 	cmd := exec.Command(path)
@@ -122,7 +138,7 @@ func Start(cfg Config) (*Child, error) {
 	}
 	cmd.Args = []string{os.Args[0] + " [mp " + name + "]"}
 	cmd.Env = append(os.Environ(), cfg.Env...)
-	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=v1,%d,%d", EnvMarker, childFD, os.Getpid()))
+	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=v2,%d,%d,%d", EnvMarker, childFD, childFD+1, os.Getpid()))
 	if cfg.Spare {
 		cmd.Env = append(cmd.Env, EnvSpare+"=1")
 	}
@@ -135,7 +151,7 @@ func Start(cfg Config) (*Child, error) {
 	}
 	cmd.Env = append(cmd.Env, workerEnv(cmd.Env)...)
 	cmd.Dir = cfg.Dir
-	cmd.ExtraFiles = []*os.File{childEnd}
+	cmd.ExtraFiles = []*os.File{childEnd, outW}
 	stdout, stderr := cfg.Stdout, cfg.Stderr
 	if stdout == nil {
 		stdout = os.Stdout
@@ -159,17 +175,20 @@ func Start(cfg Config) (*Child, error) {
 
 	if err := startOnStarterThread(cmd); err != nil {
 		parentEnd.Close()
+		outR.Close()
 		c.release()
 		return nil, fmt.Errorf("mp: starting worker %s: %w", path, err)
 	}
 	conn, err := net.FileConn(parentEnd)
 	parentEnd.Close()
 	if err != nil {
+		outR.Close()
 		c.KillGroup()
 		cmd.Wait()
 		return nil, fmt.Errorf("mp: worker connection: %w", err)
 	}
 	c.Conn = conn.(*net.UnixConn)
+	c.Out = outR
 	adopt(c.PID())
 	go c.reap()
 	return c, nil
@@ -253,9 +272,10 @@ func (c *Child) KillGroup() error {
 }
 
 // Self returns the connection to the parent if this process was started as
-// a worker, and removes the marker from the environment so that programs the
-// worker starts are not mistaken for workers. It returns (nil, nil) in a
-// process that is not a worker.
+// a worker, sets Out to the pipe to write to the parent, and removes the
+// marker from the environment so that programs the worker starts are not
+// mistaken for workers. It returns (nil, nil) in a process that is not a
+// worker. The parent writes on the connection, and the worker on Out.
 func Self() (*net.UnixConn, error) {
 	v, ok := os.LookupEnv(EnvMarker)
 	if !ok {
@@ -274,12 +294,13 @@ func Self() (*net.UnixConn, error) {
 	}
 	setCommandName(commandName(os.Args[0]))
 	parts := strings.Split(v, ",")
-	if len(parts) != 3 || parts[0] != "v1" {
+	if len(parts) != 4 || parts[0] != "v2" {
 		return nil, fmt.Errorf("mp: %s=%q was set by another version of mp: parent and worker must run the same build", EnvMarker, v)
 	}
 	fd, err1 := strconv.Atoi(parts[1])
-	ppid, err2 := strconv.Atoi(parts[2])
-	if err1 != nil || err2 != nil {
+	outFD, err3 := strconv.Atoi(parts[2])
+	ppid, err2 := strconv.Atoi(parts[3])
+	if err1 != nil || err2 != nil || err3 != nil {
 		return nil, fmt.Errorf("mp: malformed %s=%q", EnvMarker, v)
 	}
 	if os.Getppid() != ppid {
@@ -291,6 +312,11 @@ func Self() (*net.UnixConn, error) {
 		return nil, fmt.Errorf("mp: worker has no connection on fd %d", fd)
 	}
 	closeOnExec(fd)
+	closeOnExec(outFD)
+	setNonblock(outFD) // the parent's start made it blocking
+	if Out = os.NewFile(uintptr(outFD), "mp-parent-out"); Out == nil {
+		return nil, fmt.Errorf("mp: worker has no pipe to its parent on fd %d", outFD)
+	}
 	conn, err := net.FileConn(f)
 	f.Close()
 	if err != nil {

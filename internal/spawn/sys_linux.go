@@ -58,3 +58,15 @@ func setCommandName(name string) {
 	unix.Write(fd, []byte(name))
 	unix.Close(fd)
 }
+
+// growPipe makes the pipe of w hold size bytes, as much as a Unix socket
+// buffers, if the system lets it (a pipe holds 64 KiB by default).
+func growPipe(w *os.File, size int) {
+	if rc, err := w.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, size) })
+	}
+}
+
+// setNonblock makes fd non-blocking, so that an *os.File of it waits for
+// it in the runtime's poller, not in a thread blocked in the kernel.
+func setNonblock(fd int) { syscall.SetNonblock(fd, true) }

@@ -42,3 +42,10 @@ func setCommandName(name string) {}
 
 // ParentDeathSignal is nil here: a worker sees its parent die only as EOF.
 var ParentDeathSignal os.Signal
+
+// growPipe does nothing here.
+func growPipe(w *os.File, size int) {}
+
+// setNonblock makes fd non-blocking, so that an *os.File of it waits for
+// it in the runtime's poller, not in a thread blocked in the kernel.
+func setNonblock(fd int) { syscall.SetNonblock(fd, true) }

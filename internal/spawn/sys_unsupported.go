@@ -41,3 +41,9 @@ func setCommandName(name string) {}
 
 // ParentDeathSignal is nil here: a worker sees its parent die only as EOF.
 var ParentDeathSignal os.Signal
+
+// growPipe does nothing here.
+func growPipe(w *os.File, size int) {}
+
+// setNonblock does nothing here.
+func setNonblock(fd int) {}

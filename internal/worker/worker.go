@@ -34,6 +34,10 @@ type Handler func(ctx context.Context, args []byte, n int, each func(item func(c
 
 // Config is what the worker loop needs from the package that registers functions.
 type Config struct {
+	// Out, if set, carries the frames the worker sends its parent (a
+	// pipe); else they go on the connection.
+	Out *os.File
+
 	Fingerprint string
 	Lookup      func(name string) (Handler, bool)
 	Describe    func(error) wire.ErrorInfo // how an error crosses the wire
@@ -106,7 +110,11 @@ func Serve(conn net.Conn, cfg Config) int {
 		raw := rawio.New(uc)
 		s.fds = wire.NewFDReader(raw)
 		r = wire.NewReader(s.fds, 0)
-		s.w = wire.NewWriter(raw, 0)
+		if cfg.Out != nil {
+			s.w = wire.NewWriter(rawio.NewFile(cfg.Out), 0)
+		} else {
+			s.w = wire.NewWriter(raw, 0)
+		}
 	} else {
 		r = wire.NewReader(conn, 0)
 		s.w = wire.NewWriter(conn, 0)
