@@ -52,7 +52,7 @@ var spawnCount atomic.Int64
 // mostly the dynamic loader and the Go runtime starting; a binary built
 // with CGO_ENABLED=0 needs no loader, and takes about a quarter less. With
 // [WorkerOptions.KeepSpare], a Spawn that finds a spare process ready has
-// its result 0.36ms later on the quiet machine, 1 to 1.8ms on the loaded
+// its result about 0.4ms later on the quiet machine, 1 to 1.8ms on the loaded
 // one (BenchmarkSpawnWarm), and the process then takes a few milliseconds
 // more to exit.
 func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) (*Process[R], error) {

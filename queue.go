@@ -32,7 +32,7 @@ import (
 // copy into and out of the ring, and a compare-and-swap on each side; a
 // futex wake only when the other side sleeps. 200,000 small values from
 // one process to another took 34 ms on a quiet 2-core machine, the two
-// processes' start included, 26 times faster than Python's Queue
+// processes' start included, 25 times faster than Python's Queue
 // (BenchmarkQueue).
 type Queue[T any] struct {
 	object
