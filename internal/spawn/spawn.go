@@ -32,7 +32,7 @@ const childFD = 3 // ExtraFiles[0]
 
 // pipeSize is what the pipe from a worker to its parent holds, if the
 // system lets it: a chunk's results are often hundreds of KiB.
-var pipeSize = 1 << 20
+const pipeSize = 1 << 20
 
 // parentPID is, in a worker, the pid of the parent that started it (set
 // by Self, before the worker serves): when the worker's parent is not it
