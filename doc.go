@@ -51,7 +51,8 @@
 // does not call Main, or runs another build of the program, is refused
 // with an error that says so, never a fork bomb.
 //
-// Parent and worker talk over a Unix socket pair; the worker's stdout and
+// The parent writes to a worker over a Unix socket pair, and the worker
+// answers on a pipe; the worker's stdout and
 // stderr are the parent's (or the writers of [WorkerOptions], written a
 // whole line at a time). Each worker leads its own process group, so a
 // terminal's Ctrl-C reaches the parent only, which decides what happens
