@@ -52,9 +52,8 @@
 // with an error that says so, never a fork bomb.
 //
 // The parent writes to a worker over a Unix socket pair, and the worker
-// answers on a pipe; the worker's stdout and
-// stderr are the parent's (or the writers of [WorkerOptions], written a
-// whole line at a time). Each worker leads its own process group, so a
+// answers on a pipe; the worker's stdout and stderr are the parent's (or
+// the writers of [WorkerOptions], written a whole line at a time). Each worker leads its own process group, so a
 // terminal's Ctrl-C reaches the parent only, which decides what happens
 // (cancel a context, call [Pool.Close]). Workers show in ps as
 // "prog [mp PoolWorker-1]", and in top as "prog[mp]".
