@@ -14,9 +14,11 @@ import (
 	"unsafe"
 )
 
-// Conn is a Unix socket whose reads and writes do not wake the system
-// monitor. One goroutine at a time may read, and one at a time may write.
-// Deadlines, Close and the other methods are the UnixConn's.
+// Conn is a Unix socket, or a pipe (NewFile), whose reads and writes do
+// not wake the system monitor. One goroutine at a time may read, and one
+// at a time may write. A socket's deadlines and other methods are the
+// UnixConn's; a pipe has only Read, Write, Writev, SetPolling and Close
+// (its deadlines are its File's).
 type Conn struct {
 	*net.UnixConn
 	rc syscall.RawConn

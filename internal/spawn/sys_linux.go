@@ -59,8 +59,7 @@ func setCommandName(name string) {
 	unix.Close(fd)
 }
 
-// growPipe makes the pipe of w hold size bytes, as much as a Unix socket
-// buffers, if the system lets it (a pipe holds 64 KiB by default).
+// growPipe makes the pipe of w hold size bytes, if the system lets it.
 func growPipe(w *os.File, size int) {
 	if rc, err := w.SyscallConn(); err == nil {
 		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, size) })
@@ -69,4 +68,4 @@ func growPipe(w *os.File, size int) {
 
 // setNonblock makes fd non-blocking, so that an *os.File of it waits for
 // it in the runtime's poller, not in a thread blocked in the kernel.
-func setNonblock(fd int) { syscall.SetNonblock(fd, true) }
+func setNonblock(fd int) error { return syscall.SetNonblock(fd, true) }

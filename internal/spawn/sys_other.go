@@ -48,4 +48,4 @@ func growPipe(w *os.File, size int) {}
 
 // setNonblock makes fd non-blocking, so that an *os.File of it waits for
 // it in the runtime's poller, not in a thread blocked in the kernel.
-func setNonblock(fd int) { syscall.SetNonblock(fd, true) }
+func setNonblock(fd int) error { return syscall.SetNonblock(fd, true) }

@@ -46,4 +46,4 @@ var ParentDeathSignal os.Signal
 func growPipe(w *os.File, size int) {}
 
 // setNonblock does nothing here.
-func setNonblock(fd int) {}
+func setNonblock(fd int) error { return nil }
