@@ -54,7 +54,7 @@ type WorkerOptions struct {
 	MaxMessageSize int
 	// KeepSpare makes Spawn keep one worker process started ahead of time,
 	// idle, for the next Spawn that sets it too: that Spawn then takes the
-	// spare, and Process.Result has the result about 0.4 ms later on a quiet 2-core
+	// spare, and Process.Result has the result 0.3 to 0.4 ms later on a quiet 2-core
 	// machine, 1 to 1.8 ms on a loaded one (BenchmarkSpawnWarm), instead of
 	// the 3 to 19 ms a process takes to start there, mostly the dynamic
 	// loader and Go's runtime starting (building without cgo, CGO_ENABLED=0,
