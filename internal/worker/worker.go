@@ -312,13 +312,25 @@ func (s *server) cancel(id uint64, running bool) {
 // is done, while our write waits for it to read.
 func (s *server) reply() {
 	for range s.replies {
-		s.mu.Lock()
-		ids := s.revoked
-		s.revoked = nil
-		s.mu.Unlock()
-		for _, id := range ids {
-			s.write(wire.KindRevoked, id, nil)
-		}
+		s.sendRevoked()
+	}
+}
+
+// sendRevoked sends the revoked frames of the tasks cancel took out of the
+// queue, if any. run calls it too, before each task: a worker that dies in
+// the task after a revoked one must have said it revoked that one first,
+// or the parent, which holds both in flight, would blame the revoked one
+// for the death. It holds wmu from taking the IDs to sending them, so that
+// run cannot start a task while reply is between the two.
+func (s *server) sendRevoked() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	ids := s.revoked
+	s.revoked = nil
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.w.Write(wire.KindRevoked, id, nil)
 	}
 }
 
@@ -382,6 +394,7 @@ func (s *server) run() int {
 	}()
 	for {
 		t := s.next()
+		s.sendRevoked()
 		if code, stop := s.finish(t, s.execute(t)); stop {
 			exited = false
 			return code
