@@ -8,8 +8,8 @@ import (
 // as Python's Pool.apply. It blocks until the call is done. Its errors are
 // those of [Map], with Index -1 in the *[TaskError]. Of the options, only
 // [NoWait] applies: with it, Apply fails at once with [ErrQueueFull] when
-// the pool's queue is full. A round trip cost 8.9µs on a quiet 2-core
-// machine, 21 times faster than Python's Pool.apply in the same run and
+// the pool's queue is full. A round trip cost 9.1µs on a quiet 2-core
+// machine, 20 times faster than Python's Pool.apply in the same run and
 // 1.7 times a bare round trip of 64 bytes between two Go processes
 // (BenchmarkFloor), with 7 allocations in the calling process (4 if ctx
 // cannot be cancelled). When its task goes to an idle worker, the caller
@@ -38,7 +38,7 @@ type Future[R any] struct {
 // once, as Python's Pool.apply_async. Cancelling ctx cancels the call. The
 // call runs whether or not anyone waits for it. Its Future is resolved as
 // the result arrives, with no goroutine per call: 50,000 at once took
-// 2.8µs a task on 2 workers of a quiet 2-core machine, 11.8 times faster
+// 2.8µs a task on 2 workers of a quiet 2-core machine, 11.3 times faster
 // than Python's apply_async in the same run, with 5 allocations a task.
 // Where the pool's queue is
 // bounded and full, ApplyAsync blocks until there is room, or with

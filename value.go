@@ -25,8 +25,8 @@ type Number interface {
 //
 // Cost: an atomic operation is a few nanoseconds; an Update, uncontended,
 // is a compare-and-swap more (two workers updating one Value under its
-// lock, in turn, took about 38 ns per update on a quiet 2-core machine,
-// 25 times faster than Python's Value: BenchmarkValue).
+// lock, in turn, took about 37 ns per update on a quiet 2-core machine,
+// 26 times faster than Python's Value: BenchmarkValue).
 type Value[T Number] struct{ object }
 
 // valueOffset is where the numbers live in the segment: after the lock word.
