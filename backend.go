@@ -7,74 +7,59 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 
+	"github.com/go-mp/mp/internal/seam"
 	"github.com/go-mp/mp/internal/wire"
 )
 
-// A Backend runs a pool's tasks somewhere other than in worker processes
-// of the pool's own: on other machines, through a message broker (package
-// natspool). Give one to NewPool in PoolOptions.Backend, and every call
-// (Map, Imap, Apply, ...) works as with local workers: the pool still cuts
-// the input into tasks, queues them fairly between calls, bounds the queue,
-// orders and collects the results, and reports progress; the backend only
-// carries each task to a worker and its outcome back.
-//
-// The worker that gets a task runs it with [RunTask] on a local pool, so
-// that it has all of a local pool's isolation, and the backend returns
-// what RunTask returned. The pool calls Run and Cancel from any goroutine.
-type Backend interface {
-	// Capacity is how many tasks the backend takes at once: the pool keeps
-	// up to that many running. It is called once, by NewPool.
-	Capacity() int
-	// Run starts t. The backend calls t.Done exactly once, from any
-	// goroutine, with what RunTask returned on the worker, or with an
-	// error if the task could not be run (its workers were lost, say).
-	Run(t *Task)
-	// Cancel asks the backend to stop t, which the pool has failed with its
-	// call's cause. The pool calls it only after Run(t) has returned. t.Done
-	// may still follow; the pool ignores it.
-	Cancel(t *Task)
-	// Close stops the backend, once the pool has failed what was running.
-	Close() error
+func init() {
+	seam.NewPool = func(ctx context.Context, opts any, b seam.Backend) (any, error) {
+		o, ok := opts.(PoolOptions)
+		if !ok {
+			return nil, fmt.Errorf("mp: the options of a pool with a backend are a %T, not PoolOptions", opts)
+		}
+		p, err := newPool(ctx, o, b)
+		if err != nil {
+			return nil, err // not a nil *Pool in a non-nil any
+		}
+		return p, nil
+	}
+	seam.RunBatch = func(ctx context.Context, pool any, b *seam.Batch) ([]byte, error) {
+		p, ok := pool.(*Pool)
+		if !ok {
+			return nil, fmt.Errorf("mp: RunBatch on a %T, not a *Pool", pool)
+		}
+		return runBatch(ctx, p, b)
+	}
+	seam.Registered = func(name string) bool {
+		_, ok := lookupHandler(name)
+		return ok
+	}
+	seam.Fingerprint = freeze
 }
 
-// Task is one task of a pool that has a Backend: a chunk of consecutive
-// items of a call, encoded.
-type Task struct {
-	ID       uint64        // unique among the pool's tasks
-	Func     string        // the registered function
-	Items    int           // how many items Args holds: 1, or a chunk's length
-	Args     []byte        // the items, encoded
-	Attempt  int           // 0 the first time it is run
-	Deadline time.Time     // the call's deadline, if any
-	Timeout  time.Duration // PoolOptions.TaskTimeout, per item; 0 if none
+// remote is the runner of a pool with a backend (natspool's): a
+// dispatcher goroutine hands queued units to the backend, up to its
+// capacity.
+type remote struct {
+	p       *Pool
+	backend seam.Backend
+	wake    chan struct{}               // wakes the dispatcher
+	tasks   map[*seam.Batch]*remoteTask // the batches the backend runs; guarded by p.mu
+}
 
-	r    *remote
-	once sync.Once
-	// Guarded by the pool's mutex: the dispatcher is handing t to Run, and
-	// t was cancelled meanwhile (the dispatcher cancels it after Run).
+// remoteTask is the pool's side of a batch the backend runs.
+type remoteTask struct {
+	b *seam.Batch
+	u *unit
+	// Guarded by the pool's mutex: the dispatcher is handing the batch to
+	// Run, and it was cancelled meanwhile (the dispatcher cancels it after
+	// Run).
 	running, cancelled bool
 }
 
-// Done hands the task's outcome to its pool: result is what RunTask
-// returned on the worker, or err says why there is none. Only the first
-// call counts.
-func (t *Task) Done(result []byte, err error) {
-	t.once.Do(func() { t.r.done(t, result, err) })
-}
-
-// remote is the runner of a pool with a Backend: a dispatcher goroutine
-// hands queued units to the backend, up to its capacity.
-type remote struct {
-	p       *Pool
-	backend Backend
-	wake    chan struct{}   // wakes the dispatcher
-	tasks   map[*Task]*unit // the tasks the backend runs; guarded by p.mu
-}
-
-func newRemote(p *Pool, b Backend) *remote {
-	r := &remote{p: p, backend: b, wake: make(chan struct{}, 1), tasks: make(map[*Task]*unit)}
+func newRemote(p *Pool, b seam.Backend) *remote {
+	r := &remote{p: p, backend: b, wake: make(chan struct{}, 1), tasks: make(map[*seam.Batch]*remoteTask)}
 	p.wg.Add(1)
 	go r.dispatch()
 	return r
@@ -82,7 +67,7 @@ func newRemote(p *Pool, b Backend) *remote {
 
 func (r *remote) check(u *unit) error {
 	if len(u.handles) > 0 {
-		return fmt.Errorf("mp: a %v cannot go to the workers of a pool with a Backend, which may be on other machines: shared objects are for this machine's processes", u.handles[0].kind)
+		return fmt.Errorf("mp: a %v cannot go to the workers of a natspool pool, which may be on other machines: shared objects are for this machine's processes", u.handles[0].kind)
 	}
 	return nil
 }
@@ -106,7 +91,7 @@ func (r *remote) dispatch() {
 		case <-p.done:
 			return
 		}
-		var run []*Task
+		var run []*remoteTask
 		var drop []*unit
 		p.mu.Lock()
 		for len(r.tasks) < p.opts.Workers && !p.closing {
@@ -119,23 +104,25 @@ func (r *remote) dispatch() {
 				continue
 			}
 			p.nextID++
-			t := &Task{ID: p.nextID, Func: u.c.fn, Items: u.n, Args: u.args, Attempt: u.attempt,
-				Deadline: u.c.deadline, Timeout: u.c.timeout, r: r, running: true}
-			r.tasks[t] = u
-			run = append(run, t)
+			t := seam.NewBatch(r.done)
+			t.ID, t.Func, t.Items, t.Args, t.Attempt = p.nextID, u.c.fn, u.n, u.args, u.attempt
+			t.Deadline, t.Timeout = u.c.deadline, u.c.timeout
+			rt := &remoteTask{b: t, u: u, running: true}
+			r.tasks[t] = rt
+			run = append(run, rt)
 		}
 		p.mu.Unlock()
 		for _, u := range drop {
 			p.release(u, wire.Result{}, context.Cause(u.c.ctx))
 		}
-		for _, t := range run {
-			r.backend.Run(t)
+		for _, rt := range run {
+			r.backend.Run(rt.b)
 			p.mu.Lock()
-			t.running = false
-			cancel := t.cancelled
+			rt.running = false
+			cancel := rt.cancelled
 			p.mu.Unlock()
 			if cancel {
-				r.backend.Cancel(t)
+				r.backend.Cancel(rt.b)
 			}
 		}
 	}
@@ -143,15 +130,16 @@ func (r *remote) dispatch() {
 
 // done releases the unit of t with its outcome, unless the pool released
 // it already (cancelled, or closed).
-func (r *remote) done(t *Task, result []byte, err error) {
+func (r *remote) done(t *seam.Batch, result []byte, err error) {
 	p := r.p
 	p.mu.Lock()
-	u, ok := r.tasks[t]
+	rt, ok := r.tasks[t]
 	delete(r.tasks, t)
 	p.mu.Unlock()
 	if !ok {
 		return
 	}
+	u := rt.u
 	var res wire.Result
 	if err == nil {
 		res, err = decodeOutcome(result, u.n)
@@ -164,13 +152,13 @@ func (r *remote) done(t *Task, result []byte, err error) {
 // match is nil) away from the backend: the pool releases their units, then
 // stop cancels them.
 func (r *remote) stopLocked(match func(*call) bool) (units []*unit, stop func()) {
-	var tasks []*Task
-	for t, u := range r.tasks {
-		if match == nil || match(u.c) {
+	var tasks []*seam.Batch
+	for t, rt := range r.tasks {
+		if match == nil || match(rt.u.c) {
 			delete(r.tasks, t)
-			units = append(units, u)
-			if t.running {
-				t.cancelled = true // the dispatcher cancels it once Run returns
+			units = append(units, rt.u)
+			if rt.running {
+				rt.cancelled = true // the dispatcher cancels it once Run returns
 			} else {
 				tasks = append(tasks, t)
 			}
@@ -186,14 +174,14 @@ func (r *remote) stopLocked(match func(*call) bool) (units []*unit, stop func())
 
 func (r *remote) countLocked(st *Stats) {
 	st.Workers = r.p.opts.Workers
-	for _, u := range r.tasks {
-		st.TasksRunning += u.n
+	for _, rt := range r.tasks {
+		st.TasksRunning += rt.u.n
 	}
 }
 
 func (r *remote) close() { r.backend.Close() }
 
-// outcomeResult starts the outcome of a task run by RunTask: a result
+// outcomeResult starts the outcome of a task run by runBatch: a result
 // body follows, where the items whose worker died, or that ran past their
 // timeout, fail with StatusLost.
 const outcomeResult = 'R'
@@ -212,23 +200,23 @@ type outcomeErr struct {
 	Host     string
 }
 
-// RunTask runs a task that a Backend carried here on p, this machine's
+// runBatch runs a batch that a backend carried here on p, this machine's
 // pool, as a local call would, with all of p's isolation (a crash fails
 // only this task, TaskTimeout kills it, and so on), and returns its
-// outcome, encoded for Task.Done on the other side. t is the task as the
+// outcome, encoded for Batch.Done on the other side. t is the batch as the
 // submitting pool made it (its ID, Func, Items, Args, Deadline, Timeout)
 // with Attempt counting the times it was carried here before; its
 // function sees ID and Attempt in its TaskInfo. A zero Timeout is p's
 // TaskTimeout. The error is for a task that could not be started at all
 // (p is closed, or Func is not registered here); the outcome carries the
 // task's own failures.
-func RunTask(ctx context.Context, p *Pool, t *Task) ([]byte, error) {
+func runBatch(ctx context.Context, p *Pool, t *seam.Batch) ([]byte, error) {
 	if ctx == nil {
-		return nil, nilContext("RunTask")
+		return nil, nilContext("RunBatch")
 	}
 	fn, items, args, deadline, timeout := t.Func, t.Items, t.Args, t.Deadline, t.Timeout
 	if items < 1 {
-		return nil, fmt.Errorf("mp: RunTask: %d items", items)
+		return nil, fmt.Errorf("mp: RunBatch: %d items", items)
 	}
 	if _, ok := lookupHandler(fn); !ok {
 		return nil, fmt.Errorf("%w: %q, on this worker host", ErrNotRegistered, fn)
@@ -287,7 +275,7 @@ func rawEncoder(args []byte, items int) func(off, n int) ([]byte, []*handle, err
 	}
 }
 
-// rawCollector is the sink of RunTask: it gathers the parts of its one
+// rawCollector is the sink of runBatch: it gathers the parts of its one
 // unit (a chunk may be split and run again) into one result.
 type rawCollector struct {
 	call
@@ -413,7 +401,7 @@ func (o outcomeErr) error() error {
 	return &RemoteError{Type: "error", Msg: o.Msg, sentinel: o.Sentinel}
 }
 
-// decodeOutcome decodes what RunTask returned for a task of n items.
+// decodeOutcome decodes what runBatch returned for a task of n items.
 func decodeOutcome(b []byte, n int) (wire.Result, error) {
 	if len(b) == 0 || b[0] != outcomeResult {
 		return wire.Result{}, fmt.Errorf("%w: a task outcome that is not mp's", wire.ErrMalformed)

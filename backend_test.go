@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/seam"
 )
 
-// loopback is a Backend that runs each task with RunTask on another local
+// loopback is a backend that runs each batch with RunBatch on another local
 // pool, as a worker host does with the tasks a broker brings it: the
 // seam between the calls and where their tasks run, without a network.
 type loopback struct {
@@ -20,23 +21,23 @@ type loopback struct {
 	n    int
 
 	mu      sync.Mutex
-	cancels map[*mp.Task]context.CancelFunc
+	cancels map[*seam.Batch]context.CancelFunc
 	runs    int
 }
 
 func (b *loopback) Capacity() int { return b.n }
 
-func (b *loopback) Run(t *mp.Task) {
+func (b *loopback) Run(t *seam.Batch) {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.mu.Lock()
 	if b.cancels == nil {
-		b.cancels = make(map[*mp.Task]context.CancelFunc)
+		b.cancels = make(map[*seam.Batch]context.CancelFunc)
 	}
 	b.cancels[t] = cancel
 	b.runs++
 	b.mu.Unlock()
 	go func() {
-		out, err := mp.RunTask(ctx, b.host, t)
+		out, err := seam.RunBatch(ctx, b.host, t)
 		b.mu.Lock()
 		delete(b.cancels, t)
 		b.mu.Unlock()
@@ -45,7 +46,7 @@ func (b *loopback) Run(t *mp.Task) {
 	}()
 }
 
-func (b *loopback) Cancel(t *mp.Task) {
+func (b *loopback) Cancel(t *seam.Batch) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if cancel := b.cancels[t]; cancel != nil {
@@ -59,8 +60,21 @@ func newLoopbackPool(t *testing.T, opts mp.PoolOptions) (*mp.Pool, *loopback) {
 	t.Helper()
 	host := newPool(t, opts)
 	b := &loopback{host: host, n: 4}
-	p := newPool(t, mp.PoolOptions{Backend: b})
+	p := newBackendPool(t, b)
 	return p, b
+}
+
+// newBackendPool returns a pool whose batches b runs, as natspool.NewPool
+// makes one, closed at the test's end.
+func newBackendPool(t *testing.T, b seam.Backend) *mp.Pool {
+	t.Helper()
+	p, err := seam.NewPool(t.Context(), mp.PoolOptions{}, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := p.(*mp.Pool)
+	t.Cleanup(func() { pool.Close() })
+	return pool
 }
 
 func TestBackendCalls(t *testing.T) {
@@ -167,14 +181,14 @@ type recorder struct {
 
 	mu            sync.Mutex
 	runs, late    int
-	running       map[*mp.Task]bool
+	running       map[*seam.Batch]bool
 	cancelDuring  bool
 	cancelUnknown bool
 }
 
 func (r *recorder) Capacity() int { return 4 }
 
-func (r *recorder) Run(t *mp.Task) {
+func (r *recorder) Run(t *seam.Batch) {
 	r.mu.Lock()
 	if r.runs++; r.runs == 1 {
 		r.cancel() // the call's ctx ends while Run holds its first task
@@ -182,7 +196,7 @@ func (r *recorder) Run(t *mp.Task) {
 		r.late++
 	}
 	if r.running == nil {
-		r.running = make(map[*mp.Task]bool)
+		r.running = make(map[*seam.Batch]bool)
 	}
 	r.running[t] = true
 	r.mu.Unlock()
@@ -193,7 +207,7 @@ func (r *recorder) Run(t *mp.Task) {
 	go t.Done(nil, errors.New("ran on the backend"))
 }
 
-func (r *recorder) Cancel(t *mp.Task) {
+func (r *recorder) Cancel(t *seam.Batch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	running, known := r.running[t]
@@ -210,11 +224,7 @@ func TestBackendCancelledMap(t *testing.T) {
 	// comes for a task before its Run has returned.
 	ctx, cancel := context.WithCancel(bounded(t, 60*time.Second))
 	r := &recorder{cancel: cancel}
-	p, err := mp.NewPool(t.Context(), mp.PoolOptions{Backend: r})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := newBackendPool(t, r)
 	in := make([]int, 200_000)
 	_, errs, err := mp.MapAll(ctx, p, poolSquare, in, mp.ChunkSize(100))
 	if !errors.Is(err, context.Canceled) {

@@ -27,8 +27,8 @@ type call struct {
 		forget(u *unit)          // u was replaced by other units: its progress is void
 	}
 	stopWatch func() bool
-	// ref and attempt, for a call that runs a task a Backend carried here
-	// (RunTask): what its function sees as its TaskInfo.
+	// ref and attempt, for a call that runs a batch a backend carried here
+	// (runBatch): what its function sees as its TaskInfo.
 	ref     uint64
 	attempt int
 	nowait  bool // fail with ErrQueueFull rather than wait for room in the queue

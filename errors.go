@@ -127,7 +127,7 @@ type ExitError struct {
 	// Reason is set when mp killed the worker: the deadline, the memory limit.
 	Reason string
 	// Host is set for a worker on a worker host, which ran the task for a
-	// pool with a Backend: State is nil then, and PID is the pid there.
+	// pool of natspool: State is nil then, and PID is the pid there.
 	Host string
 
 	remote *remoteExit // how a worker on a worker host ended

@@ -71,13 +71,6 @@ type PoolOptions struct {
 	// see [Pool.Shutdown] for how to stop one.
 	MaxQueued int
 
-	// Backend, if set, runs the pool's tasks instead of worker processes
-	// of its own: on other machines, through package natspool, say. Then
-	// Workers is the backend's capacity, and the options about local
-	// workers (Worker, MaxTasksPerWorker, memory limits, Init) are the
-	// worker hosts' business: they are ignored here.
-	Backend Backend
-
 	// Worker says how worker processes are started.
 	Worker WorkerOptions
 

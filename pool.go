@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-mp/mp/internal/seam"
 	"github.com/go-mp/mp/internal/wire"
 )
 
@@ -40,7 +41,7 @@ import (
 // Calls (call.go, map.go, apply.go) cut their input into units, submit
 // them to the pool's queue (runqueue.go) and receive their outcomes
 // through their sink. A runner takes the queued units: the pool's own
-// workers, or, with PoolOptions.Backend, a dispatcher that hands them to
+// workers, or, with a backend (natspool), a dispatcher that hands them to
 // the backend (backend.go). For its own workers,
 // one supervisor goroutine per slot (supervisor.go) starts its worker,
 // sends it tasks and replaces it; one reader goroutine per live worker
@@ -62,8 +63,8 @@ type Pool struct {
 	depth       int           // tasks in flight per worker to start with (see depthLocked), and Imap's window per worker / 4
 	grace       time.Duration // between a cancel frame and the kill
 	hardMemory  int64
-	run         runner        // where units run: the pool's workers (its slots), or a Backend
-	slots       []*slot       // one per worker; complete before any supervisor starts; none with a Backend
+	run         runner        // where units run: the pool's workers (its slots), or a backend
+	slots       []*slot       // one per worker; complete before any supervisor starts; none with a backend
 	done        chan struct{} // closed when Close starts
 	wg          sync.WaitGroup
 	workerSeq   atomic.Int64
@@ -88,7 +89,7 @@ type Pool struct {
 
 // A runner runs the units a pool queues: the pool's own worker processes
 // (workers: a slot and a supervisor each, supervisor.go, schedule.go,
-// reader.go), or a Backend (remote, backend.go). The calls, and the
+// reader.go), or a backend (remote, backend.go). The calls, and the
 // pool's front (its queue, submit, release, drain, Close and Stats), are
 // the same for both.
 type runner interface {
@@ -164,6 +165,15 @@ type Stats struct {
 // built with CGO_ENABLED=0, which needs no dynamic loader; 38ms and 1.7
 // times on the same machine loaded, before two threads started workers).
 func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
+	return newPool(ctx, opts, nil)
+}
+
+// newPool makes a pool whose workers are processes of its own, or, with a
+// backend, one whose batches the backend runs (natspool.NewPool). Then
+// Workers is the backend's capacity, and the options about local workers
+// (Worker, MaxTasksPerWorker, memory limits, Init) are the worker hosts'
+// business: they are ignored here.
+func newPool(ctx context.Context, opts PoolOptions, backend seam.Backend) (*Pool, error) {
 	if ctx == nil {
 		return nil, nilContext("NewPool")
 	}
@@ -183,8 +193,8 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 			return nil, fmt.Errorf("mp: NewPool: Init: the %v passed to Bind is closed", h.kind)
 		}
 	}
-	if opts.Backend != nil {
-		opts.Workers = max(opts.Backend.Capacity(), 1)
+	if backend != nil {
+		opts.Workers = max(backend.Capacity(), 1)
 	}
 	if opts.Workers == 0 {
 		opts.Workers = CPUCount()
@@ -205,8 +215,8 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.stats.RestartCauses = make(map[string]int)
-	if opts.Backend != nil {
-		p.run = newRemote(p, opts.Backend)
+	if backend != nil {
+		p.run = newRemote(p, backend)
 		return p, nil
 	}
 	p.run = workers{p}

@@ -294,29 +294,16 @@ func ready() (fingerprint string, err error) {
 	return freeze(), nil
 }
 
-// Registered reports whether a function is registered under name in this
-// program, whatever its types: a worker host (see Backend) serves the
-// tasks of the functions it has.
-func Registered(name string) bool {
-	_, ok := lookupHandler(name)
-	return ok
-}
-
-// Build identifies this program's registered functions and their types,
-// as a worker checks them against its parent's at start: a worker host
-// (see Backend) takes tasks only from a submitter of the same Build.
-func Build() string { return freeze() }
-
 // TaskInfo is what a task's function may know of the task: its ctx
 // carries it (TaskInfoFrom).
 type TaskInfo struct {
-	// ID identifies the task in its pool (with a Backend, in the
+	// ID identifies the task in its pool (on a worker host of natspool, in the
 	// submitting pool): the same each time the task runs again after its
 	// worker was lost. A chunk split to find the item at fault runs as new
 	// tasks, with IDs of their own.
 	ID uint64
 	// Attempt is 0 the first time the task runs, and counts the times it
-	// ran again after its worker (or, with a Backend, its worker host) was
+	// ran again after its worker (or, in natspool, its worker host) was
 	// lost (PoolOptions.Retries).
 	Attempt int
 }

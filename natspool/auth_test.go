@@ -101,7 +101,7 @@ func TestCredsFile(t *testing.T) {
 	ctx := bounded(t, 60*time.Second)
 	url, creds := operatorServer(t)
 
-	p, err := natspool.NewPool(ctx, natspool.Options{URL: url, CredsFile: creds(false), AckWait: 2 * time.Second})
+	p, err := natspool.NewPool(ctx, natspool.Options{URL: url, CredsFile: creds(false), AckWait: 2 * time.Second}, mp.PoolOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestCredsFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "uthorization") {
 		t.Errorf("a worker host of an unknown account: got %v", err)
 	}
-	_, err = natspool.NewPool(ctx, natspool.Options{URL: url, CredsFile: filepath.Join(t.TempDir(), "missing.creds")})
+	_, err = natspool.NewPool(ctx, natspool.Options{URL: url, CredsFile: filepath.Join(t.TempDir(), "missing.creds")}, mp.PoolOptions{})
 	if err == nil || !strings.Contains(err.Error(), "missing.creds") {
 		t.Errorf("a pool with a missing creds file: got %v", err)
 	}
@@ -169,7 +169,7 @@ func TestTLS(t *testing.T) {
 	if !strings.HasPrefix(s.URL(), "tls://") {
 		t.Errorf("URL %q, want tls://", s.URL())
 	}
-	p, err := natspool.NewPool(ctx, natspool.Options{URL: s.URL(), TLS: cliTLS})
+	p, err := natspool.NewPool(ctx, natspool.Options{URL: s.URL(), TLS: cliTLS}, mp.PoolOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestTLS(t *testing.T) {
 	if v, err := mp.Apply(ctx, p, square, 6); v != 36 || err != nil {
 		t.Errorf("Apply over TLS: %d, %v", v, err)
 	}
-	_, err = natspool.NewPool(ctx, natspool.Options{URL: s.URL()})
+	_, err = natspool.NewPool(ctx, natspool.Options{URL: s.URL()}, mp.PoolOptions{})
 	if err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("a pool that does not trust the certificate: got %v", err)
 	}

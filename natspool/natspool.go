@@ -4,7 +4,7 @@
 //
 // A submitting process publishes each task to a work-queue stream;
 // worker hosts (the same binary, running RunWorker) pull only as many
-// tasks as they have free local workers, run each with mp.RunTask on a
+// tasks as they have free local workers, run each on a
 // local pool (so a crash on a host fails only its task, a task past its
 // timeout is killed, and so on), heartbeat long tasks, publish the outcome
 // to the submitter and wait for its acknowledgement, and only then
@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/seam"
 )
 
 // The names natspool uses on the server.
@@ -51,7 +52,7 @@ const (
 // tasks' subjects and consumers: each build has a consumer of its own, so
 // that a worker host is never handed a task of another build (of a
 // program whose functions may have the same names and other types).
-func buildTag() string { return mp.Build()[:16] }
+func buildTag() string { return seam.Fingerprint()[:16] }
 
 // consumerFor is the consumer of this build's worker hosts.
 func consumerFor() string { return consumerName + "-" + buildTag() }
@@ -205,43 +206,33 @@ func (o Options) setUp(ctx context.Context, js jetstream.JetStream) (jetstream.S
 
 // NewPool connects to the server and returns a pool whose tasks run on
 // the worker hosts connected to it. Every mp call works on it; close it
-// with Close or Shutdown as any pool. For a pool with options of its own
-// (TaskTimeout, MaxQueued, Logger, ...), give NewBackend's backend to
-// mp.NewPool instead.
-func NewPool(ctx context.Context, opts Options) (*mp.Pool, error) {
-	b, err := NewBackend(ctx, opts)
+// with Close or Shutdown as any pool.
+//
+// popts holds the options of the calls' side (TaskTimeout, MaxQueued,
+// Logger, ...), which apply as in a local pool; its zero value is the
+// defaults. Those of local workers (Workers, Worker, MaxTasksPerWorker,
+// memory limits, Init) are the worker hosts' business (WorkerOptions.Pool)
+// and are ignored here: the pool's Workers is opts.Capacity.
+//
+// NewPool blocks while it connects and sets up the stream; ctx bounds
+// that. Its errors name the server, with any secret in its URL redacted.
+func NewPool(ctx context.Context, opts Options, popts mp.PoolOptions) (*mp.Pool, error) {
+	if ctx == nil {
+		return nil, errors.New("natspool: NewPool: nil Context")
+	}
+	b, err := newBackend(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	p, err := mp.NewPool(ctx, mp.PoolOptions{Backend: b})
+	p, err := seam.NewPool(ctx, popts, b)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	return p, nil
+	return p.(*mp.Pool), nil
 }
 
-// NewBackend connects to the server and returns an mp.Backend on it, for
-// a pool with options of its own:
-//
-//	b, err := natspool.NewBackend(ctx, opts)
-//	...
-//	p, err := mp.NewPool(ctx, mp.PoolOptions{Backend: b, TaskTimeout: time.Minute})
-//
-// The options of the calls' side (TaskTimeout, MaxQueued, Logger, ...)
-// apply as in a local pool; those of local workers (Worker,
-// MaxTasksPerWorker, memory limits) are the worker hosts' business
-// (WorkerOptions.Pool). The pool closes the backend; if mp.NewPool fails,
-// close it yourself.
-func NewBackend(ctx context.Context, opts Options) (mp.Backend, error) {
-	b, err := newBackend(ctx, opts)
-	if err != nil {
-		return nil, err // not a nil *backend in a non-nil interface
-	}
-	return b, nil
-}
-
-// backend is the mp.Backend of a pool on NATS.
+// backend is the seam.Backend of a pool on NATS.
 type backend struct {
 	opts   Options
 	nc     *nats.Conn
@@ -253,9 +244,9 @@ type backend struct {
 	cancel context.CancelFunc
 
 	mu     sync.Mutex
-	tasks  map[uint64]*mp.Task  // published, not done
-	seqs   map[uint64]uint64    // stream sequence -> task ID
-	served map[string]time.Time // functions a host said it serves, and when
+	tasks  map[uint64]*seam.Batch // published, not done
+	seqs   map[uint64]uint64      // stream sequence -> task ID
+	served map[string]time.Time   // functions a host said it serves, and when
 }
 
 func newBackend(ctx context.Context, opts Options) (*backend, error) {
@@ -269,7 +260,7 @@ func newBackend(ctx context.Context, opts Options) (*backend, error) {
 		return nil, err
 	}
 	b := &backend{opts: opts, nc: nc, js: js, stream: s, job: randomID(),
-		tasks: make(map[uint64]*mp.Task), seqs: make(map[uint64]uint64), served: make(map[string]time.Time)}
+		tasks: make(map[uint64]*seam.Batch), seqs: make(map[uint64]uint64), served: make(map[string]time.Time)}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	sub, err := nc.Subscribe(resultsPfx+"."+b.job, b.result)
 	if err == nil {
@@ -297,7 +288,7 @@ func randomID() string {
 func (b *backend) Capacity() int { return b.opts.capacity() }
 
 // Run publishes t, once some worker host says it serves t's function.
-func (b *backend) Run(t *mp.Task) {
+func (b *backend) Run(t *seam.Batch) {
 	b.mu.Lock()
 	b.tasks[t.ID] = t // before Run returns: a Cancel that follows finds it
 	b.mu.Unlock()
@@ -310,7 +301,7 @@ func (b *backend) Run(t *mp.Task) {
 		m.Data = t.Args
 		m.Header.Set(hTask, strconv.FormatUint(t.ID, 10))
 		m.Header.Set(hFunc, t.Func)
-		m.Header.Set(hBuild, mp.Build())
+		m.Header.Set(hBuild, seam.Fingerprint())
 		m.Header.Set(hItems, strconv.Itoa(t.Items))
 		if !t.Deadline.IsZero() {
 			m.Header.Set(hDeadline, strconv.FormatInt(t.Deadline.UnixNano(), 10))
@@ -356,7 +347,7 @@ func (b *backend) waitServed(fn string) error {
 	}
 	deadline := time.Now().Add(b.opts.noWorkerTimeout())
 	for {
-		_, err := b.nc.Request(servesSubj+"."+b.job, []byte(mp.Build()+"\n"+fn), time.Second)
+		_, err := b.nc.Request(servesSubj+"."+b.job, []byte(seam.Fingerprint()+"\n"+fn), time.Second)
 		if err == nil {
 			b.mu.Lock()
 			b.served[fn] = time.Now()
@@ -426,7 +417,7 @@ func (b *backend) maxDeliveries(m *nats.Msg) {
 
 // Cancel tells the hosts to stop t, and takes it out of the stream if no
 // host has it yet.
-func (b *backend) Cancel(t *mp.Task) {
+func (b *backend) Cancel(t *seam.Batch) {
 	b.mu.Lock()
 	delete(b.tasks, t.ID)
 	var seq uint64

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-mp/mp"
 	"github.com/go-mp/mp/internal/natstest"
+	"github.com/go-mp/mp/internal/seam"
 	"github.com/go-mp/mp/natspool"
 )
 
@@ -373,7 +374,7 @@ func TestWorkerCredentials(t *testing.T) {
 	}
 	short, cancel = context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := js.Consumer(short, "MP_TASKS", "mp-workers-"+mp.Build()[:16]); err != nil {
+	if _, err := js.Consumer(short, "MP_TASKS", "mp-workers-"+seam.Fingerprint()[:16]); err != nil {
 		t.Errorf("a worker's credentials cannot see its consumer: %v", err)
 	}
 	admin, err := nats.Connect(s.URL())
@@ -573,7 +574,7 @@ func TestClusterCancelBeforeHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, js := admin(t, s)
-	cons, err := js.Consumer(ctx, "MP_TASKS", "mp-workers-"+mp.Build()[:16])
+	cons, err := js.Consumer(ctx, "MP_TASKS", "mp-workers-"+seam.Fingerprint()[:16])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,7 +600,7 @@ func TestOldConsumerNamed(t *testing.T) {
 	if _, err := js.CreateOrUpdateConsumer(ctx, "MP_TASKS", jetstream.ConsumerConfig{Durable: "mp-workers", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := natspool.NewPool(ctx, natspool.Options{URL: s.URL()})
+	_, err := natspool.NewPool(ctx, natspool.Options{URL: s.URL()}, mp.PoolOptions{})
 	if err == nil || !strings.Contains(err.Error(), `consumer "mp-workers" of an earlier version`) {
 		t.Errorf("got %v, want an error that names the earlier consumer", err)
 	}

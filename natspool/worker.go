@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/go-mp/mp"
+	"github.com/go-mp/mp/internal/seam"
 )
 
 // WorkerOptions configures RunWorker.
@@ -72,7 +73,7 @@ func RunWorker(ctx context.Context, opts WorkerOptions) error {
 	h := &host{nc: nc, pool: pool, ackWait: opts.ackWait(), running: make(map[string]context.CancelFunc)}
 	serves, err := nc.Subscribe(servesSubj+".*", func(m *nats.Msg) {
 		build, fn, _ := strings.Cut(string(m.Data), "\n")
-		if build == mp.Build() && mp.Registered(fn) {
+		if build == seam.Fingerprint() && seam.Registered(fn) {
 			m.Respond(nil)
 		}
 	})
@@ -169,7 +170,7 @@ func (h *host) cancel(key string) {
 // acknowledges it.
 func (h *host) run(work context.Context, msg jetstream.Msg) {
 	hd := msg.Headers()
-	if hd.Get(hBuild) != mp.Build() {
+	if hd.Get(hBuild) != seam.Fingerprint() {
 		// Another program's (or build's) task, which its consumer should
 		// never have handed here (the subject has the build in it): its
 		// functions may have the same names and other types. Leave it
@@ -216,7 +217,7 @@ func (h *host) run(work context.Context, msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil {
 		attempt = int(md.NumDelivered) - 1
 	}
-	out, err := mp.RunTask(ctx, h.pool, &mp.Task{ID: ref, Func: hd.Get(hFunc), Items: items, Args: msg.Data(),
+	out, err := seam.RunBatch(ctx, h.pool, &seam.Batch{ID: ref, Func: hd.Get(hFunc), Items: items, Args: msg.Data(),
 		Attempt: attempt, Deadline: deadline, Timeout: time.Duration(timeout)})
 	if work.Err() != nil { // the host stops: another host is to run it
 		msg.Nak()

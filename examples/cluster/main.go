@@ -100,7 +100,7 @@ func head() error {
 		}
 	}()
 
-	p, err := natspool.NewPool(ctx, natspool.Options{URL: srv.URL()})
+	p, err := natspool.NewPool(ctx, natspool.Options{URL: srv.URL()}, mp.PoolOptions{})
 	if err != nil {
 		return err
 	}

@@ -128,14 +128,8 @@ func NewPool(t testing.TB, ctx context.Context, opts natspool.Options) *mp.Pool 
 func newPool(t testing.TB, ctx context.Context, opts natspool.Options, popts mp.PoolOptions) *mp.Pool {
 	t.Helper()
 	opts.AckWait = AckWait
-	b, err := natspool.NewBackend(ctx, opts)
+	p, err := natspool.NewPool(ctx, opts, popts)
 	if err != nil {
-		t.Fatal(err)
-	}
-	popts.Backend = b
-	p, err := mp.NewPool(ctx, popts)
-	if err != nil {
-		b.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
@@ -143,7 +137,7 @@ func newPool(t testing.TB, ctx context.Context, opts natspool.Options, popts mp.
 }
 
 // Cluster starts a server and two worker hosts (with the nkey), and
-// returns a pool on them with the options popts (its Backend set), all
+// returns a pool on them with the options popts (natspool.NewPool), all
 // stopped at the test's end.
 func Cluster(t testing.TB, ctx context.Context, popts mp.PoolOptions) *mp.Pool {
 	t.Helper()
