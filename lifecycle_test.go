@@ -116,7 +116,7 @@ func TestHelperParent(t *testing.T) {
 			fmt.Println("error", err)
 			os.Exit(1)
 		}
-		fmt.Println("child", p.Pid())
+		fmt.Println("child", p.PID())
 	}
 	fmt.Println("ready")
 	select {}

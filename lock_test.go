@@ -180,7 +180,7 @@ func TestSemaphoreAndEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	s, err := mp.NewSemaphore(0, false)
+	s, err := mp.NewSemaphore(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestSemaphoreAndEvent(t *testing.T) {
 		t.Errorf("Acquire with no permit: got %v", err)
 	}
 
-	b, err := mp.NewSemaphore(2, true)
+	b, err := mp.NewBoundedSemaphore(2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestSemaphoreAndEvent(t *testing.T) {
 	if err := b.Release(); err == nil || !strings.Contains(err.Error(), "past its bound") {
 		t.Errorf("Release past the bound: got %v", err)
 	}
-	if _, err := mp.NewSemaphore(-1, false); err == nil {
+	if _, err := mp.NewSemaphore(-1); err == nil {
 		t.Error("a semaphore of -1 permits was made")
 	}
 }

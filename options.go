@@ -12,9 +12,11 @@ type PoolOptions struct {
 	// Workers is the number of worker processes. Zero means CPUCount().
 	Workers int
 
-	// MaxTasksPerWorker replaces a worker after it has run this many tasks
-	// (a task is one chunk of a Map or Imap, or one Apply), as Python's
-	// maxtasksperchild does: a cure for leaky libraries. Zero means never.
+	// MaxTasksPerWorker replaces a worker once it has been sent this many
+	// tasks, as Python's maxtasksperchild does: a cure for leaky
+	// libraries. It counts tasks (items), not batches; a batch is never cut
+	// for it, so a worker may run up to one batch's tasks past the bound
+	// (use ChunkSize(1) where the bound must be exact). Zero means never.
 	MaxTasksPerWorker int
 
 	// TaskTimeout is the default deadline of each task, counted from when
@@ -60,10 +62,12 @@ type PoolOptions struct {
 	// and recovers by itself once one starts.
 	Init Bound
 
-	// MaxQueued bounds the tasks waiting in the pool's queue (a chunk of a
-	// Map is one task; an Apply is one). It does not count the tasks a
-	// worker holds behind the one it runs, so that it never waits for the
-	// parent: 1 for long tasks, up to 63 for very short ones. A call that finds the queue full waits
+	// MaxQueued bounds the tasks (items) waiting in the pool's queue, as
+	// Stats.TasksQueued counts them. Batches are queued whole: a batch
+	// larger than the bound goes alone into an empty queue. It does not
+	// count the batches a worker holds behind the one it runs, so that it
+	// never waits for the parent: 1 for long tasks, up to 63 for very
+	// short ones. A call that finds the queue full waits
 	// for room while its ctx lives (a Map or Imap queues what fits and
 	// waits to queue the rest); a call made with [NoWait] fails at once with
 	// ErrQueueFull instead. Zero means no bound. A service should set it, so

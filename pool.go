@@ -141,8 +141,8 @@ func (w workers) countLocked(st *Stats) {
 }
 
 // Stats is a snapshot of a pool's counters, as [Pool.Stats] returns it.
-// Task counts are of items: a chunk of 10 items that succeeds adds 10 to
-// TasksDone.
+// Task counts are of tasks (items), never of batches: a batch of 10 tasks
+// that succeeds adds 10 to TasksDone.
 type Stats struct {
 	Workers       int            // workers alive and ready
 	TasksDone     int64          // items that returned a value
@@ -325,6 +325,30 @@ func (p *Pool) Stats() Stats {
 // Workers returns the number of workers the pool keeps running.
 func (p *Pool) Workers() int { return p.opts.Workers }
 
+// fitting returns how many of units, from the first, fit in free items of
+// the queue. Into an empty queue, the first unit goes whatever its size:
+// a batch larger than MaxQueued would otherwise never be queued.
+func fitting(units []*unit, free int, empty bool) int {
+	k := 0
+	for _, u := range units {
+		if u.n > free && !(k == 0 && empty) {
+			break
+		}
+		free -= u.n
+		k++
+	}
+	return k
+}
+
+// itemsOf counts the items of units.
+func itemsOf(units []*unit) int {
+	n := 0
+	for _, u := range units {
+		n += u.n
+	}
+	return n
+}
+
 // submit queues the units of a call and returns how many it queued. It
 // fails if the pool is closed or broken. Where PoolOptions.MaxQueued
 // bounds the queue, it queues what fits and waits for room for the rest
@@ -349,13 +373,13 @@ func (p *Pool) submit(ctx context.Context, units []*unit, nowait bool) (queued i
 		}
 		room := len(units)
 		if max := p.opts.MaxQueued; max > 0 {
-			room = min(room, max-p.queue.len())
+			room = fitting(units, max-p.queue.items, p.queue.len() == 0)
 		}
 		if nowait && room < len(units) {
-			n := p.queue.len()
+			n := p.queue.items
 			p.mu.Unlock()
 			return queued, fmt.Errorf("%w: %d tasks queued, room for %d more of the %d-task MaxQueued, and this call has %d",
-				ErrQueueFull, n, max(room, 0), p.opts.MaxQueued, len(units))
+				ErrQueueFull, n, max(p.opts.MaxQueued-n, 0), p.opts.MaxQueued, itemsOf(units))
 		}
 		if room > 0 {
 			p.queue.push(units[:room]...)

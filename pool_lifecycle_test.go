@@ -100,6 +100,25 @@ func TestMaxTasksPerWorker(t *testing.T) {
 	}
 }
 
+func TestMaxTasksPerWorkerCountsItems(t *testing.T) {
+	// MaxTasksPerWorker counts tasks, not batches: a worker that was sent
+	// two batches of 2 has run its 4 and is replaced.
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 1, MaxTasksPerWorker: 4})
+	pids, err := mp.Map(bounded(t, 30*time.Second), p, poolPID, make([]int, 16), mp.ChunkSize(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(pids); i += 4 {
+		if !slices.Equal(pids[i:i+4], slices.Repeat(pids[i:i+1], 4)) {
+			t.Errorf("tasks %d-%d ran on workers %v, want one worker for each run of 4", i, i+3, pids[i:i+4])
+		}
+		if i > 0 && pids[i] == pids[i-1] {
+			t.Errorf("task %d ran on the worker of task %d (pid %d), which had run its 4 tasks", i, i-1, pids[i])
+		}
+	}
+}
+
 func TestInit(t *testing.T) {
 	t.Parallel()
 	t.Run("every worker runs it", func(t *testing.T) {

@@ -292,8 +292,8 @@ func failureError(f wire.Failure) error {
 	return fmt.Errorf("%w: item status %d", wire.ErrMalformed, f.Status)
 }
 
-// Pid returns the process ID.
-func (p *Process[R]) Pid() int { return p.wc.child.PID() }
+// PID returns the process ID.
+func (p *Process[R]) PID() int { return p.wc.child.PID() }
 
 // Done returns a channel that is closed when the process has exited and
 // its result is ready for Wait.

@@ -92,8 +92,8 @@ func TestSpawnResultTyped(t *testing.T) {
 	if p.ExitCode() != 0 {
 		t.Errorf("exit code: got %d, want 0", p.ExitCode())
 	}
-	if p.Pid() == os.Getpid() || p.Pid() <= 0 {
-		t.Errorf("pid: got %d", p.Pid())
+	if p.PID() == os.Getpid() || p.PID() <= 0 {
+		t.Errorf("pid: got %d", p.PID())
 	}
 }
 
@@ -169,8 +169,8 @@ func TestSpawnCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !info.Worker || info.PID != p.Pid() || info.PPID != os.Getpid() || !strings.HasPrefix(info.Name, "Process-") {
-		t.Errorf("got %+v, want a worker with pid %d, parent %d, named Process-N", info, p.Pid(), os.Getpid())
+	if !info.Worker || info.PID != p.PID() || info.PPID != os.Getpid() || !strings.HasPrefix(info.Name, "Process-") {
+		t.Errorf("got %+v, want a worker with pid %d, parent %d, named Process-N", info, p.PID(), os.Getpid())
 	}
 	if me := mp.Current(); me.Worker || me.Name != "MainProcess" {
 		t.Errorf("parent: got %+v", me)
@@ -249,15 +249,15 @@ func TestHelperWarmSpare(t *testing.T) {
 		if got, err := p.Wait(ctx); err != nil || got != i*i {
 			t.Fatalf("Spawn: got %d, %v", got, err)
 		}
-		if before[p.Pid()] {
-			spare = p.Pid()
+		if before[p.PID()] {
+			spare = p.PID()
 		} else {
 			time.Sleep(5 * time.Millisecond) // give the spare time to start
 		}
 	}
 	// Options that shape the process are not the spare's: a process of their own.
 	dir := t.TempDir()
-	if got, err, p := spawnWaitOpts(t, procSquare, 5, mp.WorkerOptions{KeepSpare: true, Dir: dir}); err != nil || got != 25 || p.Pid() == spare {
+	if got, err, p := spawnWaitOpts(t, procSquare, 5, mp.WorkerOptions{KeepSpare: true, Dir: dir}); err != nil || got != 25 || p.PID() == spare {
 		t.Errorf("Spawn with a Dir: got %d, %v", got, err)
 	}
 	fmt.Println("spare ok")

@@ -205,7 +205,7 @@ func (s *slot) handle(wc *workerConn, f wire.Frame) error {
 	revoked := f.Kind == wire.KindRevoked && u.failed == nil
 	if revoked {
 		u.reset()
-		s.tasks-- // it never ran here
+		s.tasks -= u.n // they never ran here
 		if err := p.requeueLocked(u); err != nil {
 			u.failed, revoked = err, false
 		}

@@ -58,3 +58,34 @@ func TestRunQueue(t *testing.T) {
 		t.Errorf("after removeAll: served %v, want %v, %d calls left", got, want, q.calls)
 	}
 }
+
+func TestFitting(t *testing.T) {
+	units := func(sizes ...int) []*unit {
+		var us []*unit
+		for _, n := range sizes {
+			us = append(us, &unit{n: n})
+		}
+		return us
+	}
+	for _, tc := range []struct {
+		name  string
+		sizes []int
+		free  int
+		empty bool
+		want  int
+	}{
+		{"all fit", []int{1, 2, 3}, 6, false, 3},
+		{"some fit", []int{2, 2, 2}, 5, false, 2},
+		{"none fit", []int{3}, 2, false, 0},
+		{"no room", []int{1}, 0, false, 0},
+		{"full over the bound", []int{1}, -3, false, 0},
+		{"a large batch into an empty queue", []int{10, 1}, 4, true, 1},
+		{"only the first goes past the bound", []int{10, 10}, 4, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := fitting(units(tc.sizes...), tc.free, tc.empty); got != tc.want {
+				t.Errorf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -77,7 +77,7 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 			}
 		}
 		s.inflight = append(s.inflight, u)
-		s.tasks++
+		s.tasks += u.n
 		frames = append(frames, frame{kind: wire.KindTask, id: u.id, head: u.head, body: u.args, handles: u.handles, u: u})
 		if p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
 			s.retire = "max-tasks"

@@ -51,11 +51,19 @@ const (
 	semHolders = (semSize - semTable) / 8
 )
 
-// NewSemaphore makes a Semaphore with n permits. With bounded, Release
-// past n permits fails, as Python's BoundedSemaphore does.
-func NewSemaphore(n int, bounded bool) (*Semaphore, error) {
+// NewSemaphore makes a Semaphore with n permits, as Python's
+// multiprocessing.Semaphore(n): Release may raise the count past n.
+func NewSemaphore(n int) (*Semaphore, error) { return newSemaphore("NewSemaphore", n, false) }
+
+// NewBoundedSemaphore makes a Semaphore with n permits whose Release past n
+// permits fails, as Python's BoundedSemaphore(n) does.
+func NewBoundedSemaphore(n int) (*Semaphore, error) {
+	return newSemaphore("NewBoundedSemaphore", n, true)
+}
+
+func newSemaphore(op string, n int, bounded bool) (*Semaphore, error) {
 	if n < 0 || n > 1<<30 {
-		return nil, fmt.Errorf("mp: NewSemaphore: %d permits: want 0 to 2^30", n)
+		return nil, fmt.Errorf("mp: %s: %d permits: want 0 to 2^30", op, n)
 	}
 	s, err := newObject[Semaphore](kindSemaphore, semSize)
 	if err != nil {

@@ -40,7 +40,7 @@ type slot struct {
 	// stolen).
 	seenCancels uint64
 	rescan      bool
-	tasks       int           // tasks sent to this worker
+	tasks       int           // tasks (items) sent to this worker
 	retire      string        // why the worker is to be replaced once idle
 	kill        string        // why the worker was killed
 	killID      uint64        // the task it was killed for

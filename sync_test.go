@@ -191,7 +191,11 @@ func TestSemaphoreOwnerDied(t *testing.T) {
 	for _, bounded_ := range []bool{false, true} {
 		t.Run(fmt.Sprint("bounded=", bounded_), func(t *testing.T) {
 			t.Parallel()
-			s, err := mp.NewSemaphore(2, bounded_)
+			newSem := mp.NewSemaphore
+			if bounded_ {
+				newSem = mp.NewBoundedSemaphore
+			}
+			s, err := newSem(2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -539,7 +543,7 @@ var semGuard = mp.Register("test.sem.guard", func(ctx context.Context, j syncJob
 func TestSemaphoreManyWorkers(t *testing.T) {
 	t.Parallel()
 	const permits = 3
-	s, err := mp.NewSemaphore(permits, true)
+	s, err := mp.NewBoundedSemaphore(permits)
 	if err != nil {
 		t.Fatal(err)
 	}

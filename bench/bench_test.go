@@ -459,7 +459,7 @@ func sharedLoops(b *testing.B, f mp.Func[sharedArgs, int]) {
 		b.Fatal(err)
 	}
 	defer v.Close()
-	sem, err := mp.NewSemaphore(1, false)
+	sem, err := mp.NewSemaphore(1)
 	if err != nil {
 		b.Fatal(err)
 	}
