@@ -30,27 +30,25 @@ import (
 // machine, is measured by the benchmarks in bench/ (BenchmarkMap,
 // BenchmarkApply and others, each with its Python twin): see the README's
 // table.
-//
-// # How the pool is put together
-//
-// Calls (call.go, map.go, apply.go) cut their input into units, submit
-// them to the pool's queue (runqueue.go) and receive their outcomes
-// through their sink. A runner takes the queued units: the pool's own
-// workers, or, with PoolOptions.Backend, a dispatcher that hands them to
-// the backend (backend.go). For its own workers,
-// one supervisor goroutine per slot (supervisor.go) starts its worker,
-// sends it tasks and replaces it; one reader goroutine per live worker
-// (reader.go) handles the frames the worker sends; the decisions of what
-// to send, cancel, revoke or kill are made in one place, slot.step
-// (schedule.go), under the pool's mutex.
-//
-// Locking: p.mu guards the fields below it, every slot's fields marked so,
-// and the flight state of every unit in flight. The lock order is p.mu,
-// then a call's collector.mu: never take p.mu while holding a collector's
-// lock. Outcomes are never resolved under p.mu: release unlocks before it
-// calls the sink, so a caller woken by its outcome can call into the pool
-// at once.
 type Pool struct {
+	// How the pool is put together. Calls (call.go, map.go, apply.go) cut
+	// their input into units, submit them to the pool's queue (runqueue.go)
+	// and receive their outcomes through their sink. A runner takes the queued
+	// units: the pool's own workers, or, with PoolOptions.Backend, a
+	// dispatcher that hands them to the backend (backend.go). For its own
+	// workers, one supervisor goroutine per slot (supervisor.go) starts its
+	// worker, sends it tasks and replaces it; one reader goroutine per live
+	// worker (reader.go) handles the frames the worker sends; the decisions of
+	// what to send, cancel, revoke or kill are made in one place, slot.step
+	// (schedule.go), under the pool's mutex.
+	//
+	// Locking: p.mu guards the fields after it, every slot's fields marked so,
+	// and the flight state of every unit in flight. The lock order is p.mu,
+	// then a call's collector.mu: never take p.mu while holding a collector's
+	// lock. Outcomes are never resolved under p.mu: release unlocks before it
+	// calls the sink, so a caller woken by its outcome can call into the pool
+	// at once.
+
 	// Set by NewPool, then never changed: read without the lock.
 	opts        PoolOptions
 	fingerprint string
