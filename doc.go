@@ -17,10 +17,10 @@
 // of one [Apply] or [ApplyAsync]. A chunk is the batch of consecutive items
 // of one call that the pool sends to a worker together (see [ChunkSize]);
 // an Apply's chunk is its one item. The options and types named after a
-// task mean one of the two: [PoolOptions.TaskTimeout], [TaskError],
-// [TaskInfo] and the Tasks counts of [Stats] are per item, while
-// [PoolOptions.MaxTasksPerWorker], [PoolOptions.MaxQueued] and a
-// [Backend]'s [Task] count chunks. A chunk whose worker dies is split and
+// task mean one of the two: [PoolOptions.TaskTimeout], [TaskError] and
+// the Tasks counts of [Stats] are per item, while
+// [PoolOptions.MaxTasksPerWorker], [PoolOptions.MaxQueued], the ID in
+// [TaskInfo] and a [Backend]'s [Task] are per chunk. A chunk whose worker dies is split and
 // its items run again in smaller chunks, so that the item at fault fails
 // alone. Elsewhere in this documentation, a task is the run of a function
 // on one item.
