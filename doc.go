@@ -22,8 +22,7 @@
 // [PoolOptions.MaxTasksPerWorker], [PoolOptions.MaxQueued], the ID in
 // [TaskInfo] and a [Backend]'s [Task] are per chunk. A chunk whose worker dies is split and
 // its items run again in smaller chunks, so that the item at fault fails
-// alone. Elsewhere in this documentation, a task is the run of a function
-// on one item.
+// alone.
 //
 // # Registering functions
 //
