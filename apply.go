@@ -8,11 +8,9 @@ import (
 // as Python's Pool.apply. It blocks until the call is done. Its errors are
 // those of [Map], with Index -1 in the *[TaskError]. Of the options, only
 // [NoWait] applies: with it, Apply fails at once with [ErrQueueFull] when
-// the pool's queue is full. A round trip cost 9.1µs on a quiet 2-core
-// machine, 20 times faster than Python's Pool.apply in the same run and
-// 1.7 times a bare round trip of 64 bytes between two Go processes
-// (BenchmarkFloor), with 7 allocations in the calling process (4 if ctx
-// cannot be cancelled). When its task goes to an idle worker, the caller
+// the pool's queue is full. Cost: one round trip to a worker (see
+// BenchmarkApply and BenchmarkFloor in bench/, and the README's table).
+// When its task goes to an idle worker, the caller
 // reads the result itself: no other goroutine wakes it, and it polls for
 // the result for a few microseconds before it sleeps (while polling pays
 // off), as the worker polls for its next task.
@@ -37,11 +35,9 @@ type Future[R any] struct {
 // ApplyAsync starts f(arg) in one of the pool's workers and returns at
 // once, as Python's Pool.apply_async. Cancelling ctx cancels the call. The
 // call runs whether or not anyone waits for it. Its Future is resolved as
-// the result arrives, with no goroutine per call: 50,000 at once took
-// 2.8µs a task on 2 workers of a quiet 2-core machine, 11.3 times faster
-// than Python's apply_async in the same run, with 5 allocations a task.
-// Where the pool's queue is
-// bounded and full, ApplyAsync blocks until there is room, or with
+// the result arrives, with no goroutine per call (see BenchmarkApplyAsync
+// in bench/, and the README's table). Where the pool's queue is bounded
+// and full, ApplyAsync blocks until there is room, or with
 // [NoWait] returns a Future that holds [ErrQueueFull].
 func ApplyAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...CallOption) *Future[R] {
 	fu := &Future[R]{done: make(chan struct{})}

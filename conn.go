@@ -54,21 +54,19 @@ type WorkerOptions struct {
 	MaxMessageSize int
 	// KeepSpare makes Spawn keep one worker process started ahead of time,
 	// idle, for the next Spawn that sets it too: that Spawn then takes the
-	// spare, and Process.Result has the result 0.3 to 0.4 ms later on a quiet 2-core
-	// machine, 1 to 1.8 ms on a loaded one (BenchmarkSpawnWarm), instead of
-	// the 3 to 19 ms a process takes to start there, mostly the dynamic
-	// loader and Go's runtime starting (building without cgo, CGO_ENABLED=0,
-	// takes about a quarter off that). While it
-	// waits, the spare runs a task's path once (mp.warm-up), so that the
-	// first real one does not pay for it. Process.Wait waits for the exit
-	// too, which takes the kernel 2 to 3 ms more. Each Spawn that takes the spare starts the next one in the
-	// background. The spare costs one idle process, about 5 MiB of memory;
-	// it exits with the program (however the program ends), and is started
-	// only for options whose Env, Dir, Stdout, Stderr and WaitDelay are
-	// zero: with others, KeepSpare does nothing. A spare is started with
-	// this process's environment and working directory as they are then: a
-	// Spawn after os.Setenv or os.Chdir may take a spare that has the old
-	// ones. Pools do not use it.
+	// spare, and skips the wait for a process to start, mostly the dynamic
+	// loader and Go's runtime (see BenchmarkSpawnWarm in bench/, and the
+	// README's table). While it waits, the spare runs a task's path once
+	// (mp.warm-up), so that the first real one does not pay for it.
+	// Process.Wait waits for the exit too, which takes the kernel a few
+	// milliseconds more. Each Spawn that takes the spare starts the next
+	// one in the background. The spare costs one idle process, about 5 MiB
+	// of memory; it exits with the program (however the program ends), and
+	// is started only for options whose Env, Dir, Stdout, Stderr and
+	// WaitDelay are zero: with others, KeepSpare does nothing. A spare is
+	// started with this process's environment and working directory as
+	// they are then: a Spawn after os.Setenv or os.Chdir may take a spare
+	// that has the old ones. Pools do not use it.
 	KeepSpare bool
 }
 

@@ -10,6 +10,20 @@
 // their own heaps, and can be recycled after a number of tasks or above a
 // memory ceiling.
 //
+// # Tasks and chunks
+//
+// A task is one item of work for a registered function: one element of
+// the input of [Map], [MapAll], [Imap] or [ImapUnordered], or the argument
+// of one [Apply] or [ApplyAsync]. A chunk is the batch of consecutive
+// tasks of one call that the pool sends to a worker together (see
+// [ChunkSize]); an Apply's chunk is its one task. Every option, count and
+// error named after a task counts tasks: [PoolOptions.TaskTimeout],
+// [PoolOptions.MaxTasksPerWorker], [PoolOptions.MaxQueued], [TaskError]
+// and the Tasks counts of [Stats]. Only [TaskInfo]'s ID names a chunk: the
+// tasks of a chunk share it. A chunk whose worker dies is split and its
+// tasks run again in smaller chunks, so that the task at fault fails
+// alone.
+//
 // # Registering functions
 //
 // Workers are new processes of the same binary (Go cannot fork), so they
@@ -57,6 +71,11 @@
 // terminal's Ctrl-C reaches the parent only, which decides what happens
 // (cancel a context, call [Pool.Close]). Workers show in ps as
 // "prog [mp PoolWorker-1]", and in top as "prog[mp]".
+//
+// A pool's workers run Go with GOMAXPROCS 1, as a pool already runs one
+// worker per CPU: a task's own goroutines share one CPU there. Set
+// [WorkerOptions.GOMAXPROCS] (to N, or -1 for Go's default), or put
+// GOMAXPROCS=N in [WorkerOptions.Env], for tasks that need more.
 //
 // # Descendants
 //
@@ -118,24 +137,39 @@
 //
 // # Sharing state
 //
-// [SharedMemory], [Lock], [Value], [Semaphore] and [Event] live in shared
-// memory (Linux only for now). Pass them to other processes in the argument of [Spawn], of a pool
-// call or of [Bind], as Python passes them to Process: their descriptors
-// cross the socket once per worker, and each worker maps them once. An
-// anonymous SharedMemory is freed when the last process that holds it ends,
-// however it ends. A Lock whose holder died is taken over by the next
-// Lock call, which returns an error matching [ErrOwnerDied].
+// These live in shared memory, as their namesakes in Python's
+// multiprocessing do (Linux only for now): [SharedMemory], [Lock],
+// [RLock], [Value], [Array], [Semaphore], [Event], [Condition], [Barrier],
+// [Queue] and the two ends of a [Pipe] (each a [Conn]). Pass them to other
+// processes in the argument of [Spawn], of a pool call or of [Bind], as
+// Python passes them to Process: their descriptors cross the socket once
+// per worker, and each worker maps them once. An anonymous SharedMemory is
+// freed when the last process that holds it ends, however it ends. A lock
+// whose holder died is taken over by the next Lock call, which returns an
+// error matching [ErrOwnerDied]; a Semaphore gives a dead holder's permits
+// back the same way.
+//
+// [Listen] and [Dial] connect processes that mp did not start, over a Unix
+// or TCP socket with a shared key: each side gets a [Conn], which stays in
+// its process.
 //
 // # Platforms
 //
 // Linux is the target. Other Unix systems build and run workers, with less
-// (no memory limits, no parent-death signal, no search for descendants).
+// (no shared objects, no memory limits, no parent-death signal, no search
+// for descendants).
 // Windows builds, and calls that start processes fail with an error that
 // matches errors.ErrUnsupported.
 //
 // # Backends
 //
-// Today a pool's workers are local processes. The same calls are meant to
-// reach workers on other machines through a distributed backend; that
-// backend is not written yet.
+// A pool's tasks run in local worker processes, or somewhere else. Package
+// [github.com/go-mp/mp/natspool] is such a backend: its NewPool returns a
+// *Pool whose chunks travel through NATS JetStream to worker hosts (the
+// same program, on other machines, running natspool.RunWorker after
+// Main), and every call works on it unchanged. Each host runs what it
+// pulls in a local pool, with all of a local pool's isolation; a host that
+// dies has its chunks delivered to another. The pool keeps what every
+// backend shares: chunking, fair queueing between calls, the bounded
+// queue, ordering, progress and the collection of results.
 package mp

@@ -464,10 +464,11 @@ type object struct {
 	own *owner // nil in a worker, which received it
 }
 
-// Close releases this process's use of the object, once the calls that
-// pass it are done with it; it lives on in the processes that hold it.
-// Close is idempotent; the object must not be used after it. In a worker
-// that received the object, Close does nothing.
+// Close releases this process's hold on the shared object, once the calls
+// that pass it are done with it: the object lives on in the other
+// processes that hold it, and is freed when the last of them lets go or
+// ends. Close is idempotent; the object must not be used after it. In a
+// worker that received the object, Close does nothing.
 func (o *object) Close() error {
 	if o.own != nil {
 		o.own.close()
@@ -475,8 +476,9 @@ func (o *object) Close() error {
 	return nil
 }
 
-// MarshalCBOR encodes the object as a reference to it, for mp to pass to
-// another process (see SharedMemory).
+// MarshalCBOR encodes a reference to the shared object, not its contents,
+// so that mp can pass it to another process in a task's argument (see
+// [SharedMemory]). Programs do not call it.
 func (o *object) MarshalCBOR() ([]byte, error) { return marshalHandle(o.h) }
 
 // unmarshal decodes, in a worker, an object of kind that the parent sent.

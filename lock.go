@@ -32,10 +32,8 @@ import (
 // It is not a sync.Locker: acquiring it can fail.
 //
 // Cost: Lock and Unlock of a free lock are a compare-and-swap each, with
-// no system call; a waiter spins briefly, then sleeps on a futex. Two
-// workers taking turns on one lock took about 18 ns per Lock and Unlock
-// on a quiet 2-core machine, 11 times faster than Python's Lock
-// (BenchmarkLock, in the run of the README's Performance section).
+// no system call; a waiter spins briefly, then sleeps on a futex (see
+// BenchmarkLock in bench/, and bench/RESULTS.md).
 type Lock struct{ object }
 
 // waitersBit marks a lock word that processes wait on; the rest is the

@@ -14,11 +14,10 @@ import (
 //
 // Items travel in chunks (see [ChunkSize]); the default, ceil(n / (4 ×
 // workers)) but at most 256 KiB of items, makes Map about as cheap per
-// item as a function call plus the encoding: a million ints took 26ms on
-// 2 workers of a quiet 2-core machine, 6.3 times faster than Python's
-// Pool.map in the same run. With ChunkSize(1), an item costs about 2.3µs
-// (8.9 times faster): up to 64 tasks are in flight per worker, as many as
-// it runs in a millisecond. On the first item that fails, Map cancels the rest and returns
+// item as a function call plus the encoding (see BenchmarkMap in bench/,
+// and the README's table). With ChunkSize(1), each item is a round trip
+// to a worker, several in flight per worker, as many as it runs in a
+// millisecond (BenchmarkMapChunk1). On the first item that fails, Map cancels the rest and returns
 // a *[TaskError] naming the item's index, whose cause is the function's
 // error (a [*RemoteError]), a [*PanicError], an [*ExitError] if the item's
 // worker died, or a context error if its deadline passed. Use [MapAll] to
@@ -179,9 +178,8 @@ func mapAll[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, failFa
 // iteration stops. The sequence is single-use: ranging over it a second
 // time yields one error.
 //
-// Each item read costs a function call (in is ranged over, not pulled);
-// 200,000 ints in chunks of 1,000 took 9.0ms on 2 workers of a quiet 2-core
-// machine, 4.7 times faster than Python's imap_unordered in the same run.
+// Each item read costs a function call (in is ranged over, not pulled):
+// see BenchmarkImapUnordered in bench/, and the README's table.
 func Imap[T, R any](ctx context.Context, p *Pool, f Func[T, R], in iter.Seq[T], opts ...CallOption) iter.Seq2[R, error] {
 	return imap(ctx, p, f, in, true, opts)
 }

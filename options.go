@@ -8,6 +8,13 @@ import (
 
 // PoolOptions configures a [Pool]. The zero value of every field is a
 // documented default, so PoolOptions{} is a pool of [CPUCount] workers.
+//
+// A pool's workers run Go with GOMAXPROCS 1, as the pool already runs one
+// worker per CPU: a task that spreads its work over goroutines gets one
+// CPU, and a data race that crashes a program with many threads (fatal
+// error: concurrent map writes) shows less often. Set Worker.GOMAXPROCS
+// to N, or -1 for Go's default (the CPUs the worker may use), or put
+// GOMAXPROCS=N in Worker.Env; see [WorkerOptions.GOMAXPROCS].
 type PoolOptions struct {
 	// Workers is the number of worker processes. Zero means CPUCount().
 	Workers int
@@ -75,7 +82,8 @@ type PoolOptions struct {
 	// see [Pool.Shutdown] for how to stop one.
 	MaxQueued int
 
-	// Worker says how worker processes are started.
+	// Worker says how worker processes are started, and with what
+	// GOMAXPROCS (1 in a pool unless it says otherwise).
 	Worker WorkerOptions
 
 	// Logger receives the pool's lifecycle events: a worker started, died

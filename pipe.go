@@ -54,9 +54,8 @@ const (
 // process, Close the copy left behind, as with Python's pipes, so that
 // only the process that uses it decides when the peer sees EOF.
 //
-// Cost: a round trip of a small value between two processes that both
-// wait in Recv took 0.84 µs on a quiet 2-core machine, 40 times faster
-// than Python's Pipe (BenchmarkPipe).
+// Cost: a value crosses through shared memory, with no system call while
+// both ends are busy (see BenchmarkPipe in bench/, and bench/RESULTS.md).
 func Pipe[T any]() (*Conn[T], *Conn[T], error) {
 	if err := shmem.Supported(); err != nil {
 		return nil, nil, err

@@ -27,35 +27,29 @@ import (
 //
 // A pool must be closed with Close or Shutdown, which stop its workers.
 //
-// What the machinery costs, measured with a trivial function on 2 workers
-// of a quiet 2-core machine (bench/run.sh, 5 rounds, 2026-11-29; Python's
-// multiprocessing twin in the same run): a Map of a million ints with the
-// default chunks takes 26ms (6.3 times faster than Python's Pool.map);
-// with ChunkSize(1) each item costs about 2.3µs (8.9 times); an Apply
-// round trip 9.1µs (20 times); ApplyAsync, with many in flight, 2.8µs a
-// task (11.3 times); ImapUnordered of 200,000 ints in chunks of 1,000,
-// 9.0ms (4.7 times).
-//
-// # How the pool is put together
-//
-// Calls (call.go, map.go, apply.go) cut their input into units, submit
-// them to the pool's queue (runqueue.go) and receive their outcomes
-// through their sink. A runner takes the queued units: the pool's own
-// workers, or, with a backend (natspool), a dispatcher that hands them to
-// the backend (backend.go). For its own workers,
-// one supervisor goroutine per slot (supervisor.go) starts its worker,
-// sends it tasks and replaces it; one reader goroutine per live worker
-// (reader.go) handles the frames the worker sends; the decisions of what
-// to send, cancel, revoke or kill are made in one place, slot.step
-// (schedule.go), under the pool's mutex.
-//
-// Locking: p.mu guards the fields below it, every slot's fields marked so,
-// and the flight state of every unit in flight. The lock order is p.mu,
-// then a call's collector.mu: never take p.mu while holding a collector's
-// lock. Outcomes are never resolved under p.mu: release unlocks before it
-// calls the sink, so a caller woken by its outcome can call into the pool
-// at once.
+// What the machinery costs, against Python's multiprocessing on the same
+// machine, is measured by the benchmarks in bench/ (BenchmarkMap,
+// BenchmarkApply and others, each with its Python twin): see the README's
+// table.
 type Pool struct {
+	// How the pool is put together. Calls (call.go, map.go, apply.go) cut
+	// their input into units, submit them to the pool's queue (runqueue.go)
+	// and receive their outcomes through their sink. A runner takes the queued
+	// units: the pool's own workers, or, with a backend (natspool), a
+	// dispatcher that hands them to the backend (backend.go). For its own
+	// workers, one supervisor goroutine per slot (supervisor.go) starts its
+	// worker, sends it tasks and replaces it; one reader goroutine per live
+	// worker (reader.go) handles the frames the worker sends; the decisions of
+	// what to send, cancel, revoke or kill are made in one place, slot.step
+	// (schedule.go), under the pool's mutex.
+	//
+	// Locking: p.mu guards the fields after it, every slot's fields marked so,
+	// and the flight state of every unit in flight. The lock order is p.mu,
+	// then a call's collector.mu: never take p.mu while holding a collector's
+	// lock. Outcomes are never resolved under p.mu: release unlocks before it
+	// calls the sink, so a caller woken by its outcome can call into the pool
+	// at once.
+
 	// Set by NewPool, then never changed: read without the lock.
 	opts        PoolOptions
 	fingerprint string
@@ -159,11 +153,10 @@ type Stats struct {
 // error wrapping [ErrWorkerStart] if a worker could not be started or its
 // Init failed; then no process is left behind.
 //
-// Starting a pool costs about what starting its workers does: a pool of 2
-// started, used once and closed took 3.6ms in the run above, 1.6 times
-// faster than Python's Pool with fork (2.7ms and 2.2 times with the binary
-// built with CGO_ENABLED=0, which needs no dynamic loader; 38ms and 1.7
-// times on the same machine loaded, before two threads started workers).
+// Starting a pool costs about what starting its workers does, side by
+// side; a binary built with CGO_ENABLED=0, which needs no dynamic loader,
+// starts them faster (see BenchmarkPoolStart in bench/, and the README's
+// table).
 func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 	return newPool(ctx, opts, nil)
 }

@@ -46,15 +46,14 @@ var spawnCount atomic.Int64
 //
 // Cancelling ctx kills the process (and its process group), as
 // exec.CommandContext does; the function's own context is not ctx but one
-// that ends at ctx's deadline, if it has one. Starting a process, running a
-// trivial function and waiting for it to exit costs about 3ms on a quiet
-// 2-core machine (Python's fork start: 2ms), 16 to 19ms on a loaded one,
-// mostly the dynamic loader and the Go runtime starting; a binary built
-// with CGO_ENABLED=0 needs no loader, and takes about a quarter less. With
-// [WorkerOptions.KeepSpare], a Spawn that finds a spare process ready has
-// its result 0.3 to 0.4ms later on the quiet machine, 1 to 1.8ms on the loaded
-// one (BenchmarkSpawnWarm), and the process then takes a few milliseconds
-// more to exit.
+// that ends at ctx's deadline, if it has one.
+//
+// Cost: a new process of the program's binary, most of it the dynamic
+// loader and the Go runtime starting, which is more than Python's fork
+// takes; a binary built with CGO_ENABLED=0 needs no loader, and starts
+// faster. With [WorkerOptions.KeepSpare], a Spawn that finds a spare
+// process ready skips the start. See BenchmarkSpawn and BenchmarkSpawnWarm
+// in bench/, and the README's table.
 func Spawn[T, R any](ctx context.Context, f Func[T, R], arg T, o WorkerOptions) (*Process[R], error) {
 	if ctx == nil {
 		return nil, nilContext("Spawn")

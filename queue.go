@@ -30,10 +30,8 @@ import (
 //
 // Cost: Put and Get of a small value are an encoding and a decoding, a
 // copy into and out of the ring, and a compare-and-swap on each side; a
-// futex wake only when the other side sleeps. 200,000 small values from
-// one process to another took 35 ms on a quiet 2-core machine, the two
-// processes' start included, 24 times faster than Python's Queue
-// (BenchmarkQueue).
+// futex wake only when the other side sleeps (see BenchmarkQueue in
+// bench/, and bench/RESULTS.md).
 type Queue[T any] struct {
 	object
 	r ring

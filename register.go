@@ -297,10 +297,11 @@ func ready() (fingerprint string, err error) {
 // TaskInfo is what a task's function may know of the task: its ctx
 // carries it (TaskInfoFrom).
 type TaskInfo struct {
-	// ID identifies the task in its pool (on a worker host of natspool, in the
-	// submitting pool): the same each time the task runs again after its
-	// worker was lost. A chunk split to find the item at fault runs as new
-	// tasks, with IDs of their own.
+	// ID identifies the chunk that holds the task in its pool (on a worker
+	// host of natspool, in the submitting pool): the tasks of a chunk share
+	// it, and it is the same each time the chunk runs again after its
+	// worker was lost. A chunk split to find the task at fault runs as new
+	// chunks, with IDs of their own.
 	ID uint64
 	// Attempt is 0 the first time the task runs, and counts the times it
 	// ran again after its worker (or, in natspool, its worker host) was

@@ -28,10 +28,8 @@ import (
 // back when their holder dies.
 //
 // Cost: Acquire and Release, with a permit free and no waiter, are a few
-// atomic operations on shared memory and no system call: two workers
-// taking turns on a semaphore of 1 took about 60 ns per Acquire and
-// Release on a quiet 2-core machine, 3.4 times faster than Python's
-// (BenchmarkSemaphore). A process killed in the instant between
+// atomic operations on shared memory and no system call (see
+// BenchmarkSemaphore in bench/, and bench/RESULTS.md). A process killed in the instant between
 // taking a permit and charging it, or between uncharging one and giving
 // it back, takes that permit with it: never is one permit given twice.
 type Semaphore struct{ object }

@@ -23,10 +23,9 @@ type Number interface {
 // work as a [Lock] does, including when a holder dies (ErrOwnerDied). Pass
 // it like a [SharedMemory].
 //
-// Cost: an atomic operation is a few nanoseconds; an Update, uncontended,
-// is a compare-and-swap more (two workers updating one Value under its
-// lock, in turn, took about 37 ns per update on a quiet 2-core machine,
-// 26 times faster than Python's Value: BenchmarkValue).
+// Cost: each atomic operation is one instruction on shared memory, with no
+// system call; an Update, uncontended, is a compare-and-swap more (see
+// BenchmarkValue in bench/, and bench/RESULTS.md).
 type Value[T Number] struct{ object }
 
 // valueOffset is where the numbers live in the segment: after the lock word.
