@@ -24,8 +24,9 @@ func Apply[T, R any](ctx context.Context, p *Pool, f Func[T, R], arg T, opts ...
 	return c.waitOne()
 }
 
-// Future is the pending result of [ApplyAsync]. Its methods are safe for
-// concurrent use.
+// Future is the pending result of [ApplyAsync] or [MapAsync]. Its methods
+// are safe for concurrent use. The zero Future is not usable: Futures come
+// from those calls only.
 type Future[R any] struct {
 	done  chan struct{}
 	value R

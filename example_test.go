@@ -195,6 +195,27 @@ func ExampleApplyAsync() {
 	// 81
 }
 
+func ExampleMapAsync() {
+	ctx := context.Background()
+	p, err := mp.NewPool(ctx, mp.PoolOptions{Workers: 2})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	// Start the Map, do something else, then collect its results.
+	fu := mp.MapAsync(ctx, p, exampleSquare, []int{1, 2, 3, 4, 5})
+	fmt.Println("started")
+	squares, err := fu.Wait(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(squares)
+	// Output:
+	// started
+	// [1 4 9 16 25]
+}
+
 func ExamplePool_Shutdown() {
 	ctx := context.Background()
 	p, err := mp.NewPool(ctx, mp.PoolOptions{Workers: 1})

@@ -40,6 +40,26 @@ func Map[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, opts ...C
 	return out, nil
 }
 
+// MapAsync starts [Map] and returns at once with its Future, as Python's
+// Pool.map_async: Wait returns what Map would have returned. Cancelling
+// ctx cancels the call, whose Future then holds ctx's cause. The call runs
+// whether or not anyone waits for it, in one goroutine of its own. The
+// pool reads in while the call runs: do not change its elements until the
+// Future is done.
+func MapAsync[T, R any](ctx context.Context, p *Pool, f Func[T, R], in []T, opts ...CallOption) *Future[[]R] {
+	fu := &Future[[]R]{done: make(chan struct{})}
+	if ctx == nil {
+		fu.err = nilContext("MapAsync")
+		close(fu.done)
+		return fu
+	}
+	go func() {
+		fu.value, fu.err = Map(ctx, p, f, in, opts...)
+		close(fu.done)
+	}()
+	return fu
+}
+
 // MapAll is [Map] that runs every item whatever the others do, and returns
 // each item's result and error: errs is nil if all succeeded, and
 // otherwise holds a *[TaskError] at the index of each item that failed

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -126,6 +127,49 @@ func TestMapSquares(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMapAsync(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 2})
+	ctx := bounded(t, 60*time.Second)
+	t.Run("same as Map", func(t *testing.T) {
+		in := seq(500)
+		want, err := mp.Map(ctx, p, poolSquare, in, mp.ChunkSize(7))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fu := mp.MapAsync(ctx, p, poolSquare, in, mp.ChunkSize(7))
+		got, err := fu.Wait(ctx)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("got %v, %v; want Map's %d results", len(got), err, len(want))
+		}
+		select {
+		case <-fu.Done():
+		default:
+			t.Error("Done is not closed after Wait returned")
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		gate := filepath.Join(t.TempDir(), "never")
+		cctx, cancel := context.WithCancel(ctx)
+		fu := mp.MapAsync(cctx, p, schedGate, []string{gate, gate, gate})
+		cancel()
+		select {
+		case <-fu.Done():
+		case <-ctx.Done():
+			t.Fatal("a cancelled MapAsync did not finish")
+		}
+		if _, err := fu.Wait(ctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("got %v, want context.Canceled", err)
+		}
+	})
+	t.Run("a task's error", func(t *testing.T) {
+		_, err := mp.MapAsync(ctx, p, exampleSqrt, []float64{4, -1, 9}).Wait(ctx)
+		if te, ok := errors.AsType[*mp.TaskError](err); !ok || te.Index != 1 {
+			t.Errorf("got %v, want a *mp.TaskError for index 1", err)
+		}
+	})
 }
 
 func TestMapCrashMatrix(t *testing.T) {
