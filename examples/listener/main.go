@@ -55,14 +55,16 @@ func server(ctx context.Context) error {
 	}
 	defer os.RemoveAll(dir)
 	addr := filepath.Join(dir, "socket")
-	l, err := mp.Listen[greeting]("unix", addr, key)
+	l, err := mp.Listen[greeting]("unix", addr, key, mp.ListenOptions{})
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 
 	// A stranger without the key is refused.
-	if _, err := mp.Dial[greeting](ctx, "unix", addr, []byte("a guess")); errors.Is(err, mp.ErrAuth) {
+	guess := make([]byte, 32)
+	rand.Read(guess)
+	if _, err := mp.Dial[greeting](ctx, "unix", addr, guess, mp.DialOptions{}); errors.Is(err, mp.ErrAuth) {
 		fmt.Println("server: a client with the wrong key was refused")
 	} else {
 		return fmt.Errorf("a wrong key: got %v", err)
@@ -84,7 +86,7 @@ func server(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("server got %q %d\n", g.From, g.N)
-	if err := c.Send(greeting{From: "server", N: g.N + 1}); err != nil {
+	if err := c.Send(ctx, greeting{From: "server", N: g.N + 1}); err != nil {
 		return err
 	}
 	if err := cmd.Wait(); err != nil {
@@ -99,12 +101,12 @@ func client(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	c, err := mp.Dial[greeting](ctx, "unix", addr, key)
+	c, err := mp.Dial[greeting](ctx, "unix", addr, key, mp.DialOptions{})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.Send(greeting{From: "client", N: 1}); err != nil {
+	if err := c.Send(ctx, greeting{From: "client", N: 1}); err != nil {
 		return err
 	}
 	g, err := c.Recv(ctx)

@@ -140,3 +140,7 @@ func (c *Conn) Wait() error {
 	_, err := c.r.Peek(1)
 	return err
 }
+
+// SendBroken reports whether Write failed part way through a frame: no
+// more can be sent, and the connection should be closed.
+func (c *Conn) SendBroken() bool { return c.sendBad }
