@@ -33,8 +33,8 @@ const defaultHandshakeTimeout = 5 * time.Second
 // is encrypted and authenticated (AES-256-GCM) with keys drawn from the
 // key and that handshake, in order: whoever relays or watches the bytes
 // can neither read a value, nor inject, alter, replay or reorder one. It
-// can still cut the connection, and see how many values cross and their
-// sizes. TLS adds what the key alone cannot: a watcher of the handshake
+// can still cut the connection (Recv then returns io.EOF, as if the peer
+// had closed it), and see how many values cross and their sizes. TLS adds what the key alone cannot: a watcher of the handshake
 // of a key that is not random could guess it offline (a 16-byte random
 // key cannot be guessed), anyone who learns the key later can read what
 // was recorded (TLS keeps past sessions secret), and a certificate says

@@ -467,3 +467,39 @@ func TestListenSilentCrowd(t *testing.T) {
 	}
 	t.Errorf("%d silent clients hold %d goroutines and %d descriptors of the listener, want at most %d of each", silent, g, f, max)
 }
+
+func TestConnWaitsEndWithCtx(t *testing.T) {
+	t.Parallel()
+	// Send and Poll wait until ctx ends, as Recv does, on every kind of
+	// Conn (issue 19).
+	for _, kind := range connKinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			ctx := bounded(t, 30*time.Second)
+			a, b := connPair[[]byte](t, ctx, kind)
+			short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			if ok, err := b.Poll(short); ok || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Poll with nothing sent: got %v, %v; want false, context.DeadlineExceeded", ok, err)
+			}
+			if err := a.Send(ctx, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := b.Poll(ctx); !ok || err != nil {
+				t.Errorf("Poll with a value sent: got %v, %v; want true, nil", ok, err)
+			}
+			// Nobody receives: the buffers fill, and Send waits until its
+			// ctx ends.
+			short, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel()
+			big := make([]byte, 1<<20)
+			var err error
+			for i := 0; i < 200 && err == nil; i++ {
+				err = a.Send(short, big)
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Send with nobody receiving: got %v, want context.DeadlineExceeded", err)
+			}
+		})
+	}
+}
