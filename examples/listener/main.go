@@ -5,7 +5,9 @@
 // server listens, then starts the client as a separate program (not an mp
 // worker: any program that calls mp.Dial with the key will do), with the
 // key in its environment. A connection with a wrong key is refused before
-// any value is read.
+// any value is read; every value after that is encrypted and
+// authenticated with keys drawn from the key (see mp.ListenOptions). Over
+// TCP to another machine, give both sides TLS as well.
 package main
 
 import (
