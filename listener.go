@@ -58,8 +58,10 @@ type ListenOptions struct {
 	// MaxHandshakes caps the connections being authenticated at once.
 	// When it is reached, a new connection closes the one that has been
 	// authenticating longest, at once: a crowd of silent clients holds no
-	// more than MaxHandshakes goroutines and descriptors, and cannot keep
-	// a client with the key out. Zero means 64.
+	// more than MaxHandshakes goroutines and descriptors, and to keep a
+	// client with the key out it must open MaxHandshakes connections
+	// within that client's handshake (a round trip and a half), not
+	// merely hold them. Zero means 64.
 	MaxHandshakes int
 	// HandshakeTimeout bounds each connection's authentication: a client
 	// that connects and does not prove the key within it is dropped.
