@@ -18,6 +18,11 @@ import (
 // passes to other processes like a [SharedMemory]; an end from [Listen] or
 // [Dial] is a socket, and stays in the process that has it.
 //
+// An end from Listen or Dial carries each value encrypted and
+// authenticated (see [ListenOptions] for what that protects against):
+// its Recv fails with an error matching [ErrAuth], and closes the
+// connection, on bytes its peer did not send as they came.
+//
 // Send, Recv and Poll may be called from several goroutines; two Recvs at
 // once each get a whole value, in turn.
 type Conn[T any] struct {
@@ -159,16 +164,25 @@ func (c *Conn[T]) peerGone(err error) func() error {
 var errPeerGone = fmt.Errorf("the other end is closed, or its process died: %w", io.ErrClosedPipe)
 
 // Send sends v to the other end. It waits while the other end is behind
-// by more than the connection buffers, as a pipe write does. It fails if
-// this end is closed, if the other end is closed or its process died, or
-// if v cannot be encoded or is over the message size limit
-// (ErrMessageTooLarge).
-func (c *Conn[T]) Send(v T) error {
+// by more than the connection buffers, as a pipe write does, until ctx
+// ends (then it returns ctx's cause; on a Conn from Listen or Dial whose
+// value was cut short, the connection is closed). It fails if this end
+// is closed or the other end is closed or its process died (both match
+// io.ErrClosedPipe), or if v cannot be encoded or is over the message
+// size limit (ErrMessageTooLarge).
+func (c *Conn[T]) Send(ctx context.Context, v T) error {
+	if ctx == nil {
+		return nilContext("Conn.Send")
+	}
 	if err := c.use("Send"); err != nil {
 		return err
 	}
 	if c.sock != nil {
-		return c.sock.send(v)
+		b, err := encodeMessage("Conn.Send", v, c.sock.max)
+		if err != nil {
+			return err
+		}
+		return c.sock.send(ctx, b)
 	}
 	b, err := encodeMessage("Conn.Send", v, int(atomic.LoadUint32(c.send.w(rMaxMessage))))
 	if err != nil {
@@ -187,7 +201,7 @@ func (c *Conn[T]) Send(v T) error {
 		}
 		c.checked.Store(now)
 	}
-	if err := c.send.put(context.Background(), b, gone); err != nil {
+	if err := c.send.put(ctx, b, gone); err != nil {
 		return fmt.Errorf("mp: Conn.Send: %w", err)
 	}
 	return nil
@@ -196,7 +210,11 @@ func (c *Conn[T]) Send(v T) error {
 // Recv receives the next value from the other end, waiting until one
 // comes or ctx ends (then it returns ctx's cause). Once the other end is
 // closed or its process died, and every value it sent has been received,
-// it returns io.EOF.
+// it returns io.EOF. If this end is closed, its error matches
+// io.ErrClosedPipe. On an end from Listen or Dial, a value over the
+// message size limit (ErrMessageTooLarge), a frame the peer did not send
+// (ErrAuth), and a ctx that ends in the middle of a value close the
+// connection.
 func (c *Conn[T]) Recv(ctx context.Context) (T, error) {
 	var zero T
 	if ctx == nil {
@@ -205,12 +223,18 @@ func (c *Conn[T]) Recv(ctx context.Context) (T, error) {
 	if err := c.use("Recv"); err != nil {
 		return zero, err
 	}
+	var b []byte
+	var err error
 	if c.sock != nil {
-		return sockRecv[T](c.sock, ctx)
-	}
-	b, err := c.recv.get(ctx, nil, c.recvGone)
-	if err == io.EOF {
-		c.peerLost.Store(true)
+		b, err = c.sock.recv(ctx)
+		if err != nil && c.closed.Load() {
+			err = fmt.Errorf("mp: Conn.Recv: %w", io.ErrClosedPipe)
+		}
+	} else {
+		b, err = c.recv.get(ctx, nil, c.recvGone)
+		if err == io.EOF {
+			c.peerLost.Store(true)
+		}
 	}
 	if err != nil {
 		return zero, err
@@ -219,26 +243,28 @@ func (c *Conn[T]) Recv(ctx context.Context) (T, error) {
 }
 
 // Poll reports whether a Recv would return at once (a value, or io.EOF),
-// waiting up to timeout for one to come.
-func (c *Conn[T]) Poll(timeout time.Duration) (bool, error) {
+// waiting until one comes or ctx ends: then it returns false and ctx's
+// cause. With a ctx that has ended already, it only looks.
+func (c *Conn[T]) Poll(ctx context.Context) (bool, error) {
+	if ctx == nil {
+		return false, nilContext("Conn.Poll")
+	}
 	if err := c.use("Poll"); err != nil {
 		return false, err
 	}
 	if c.sock != nil {
-		return c.sock.poll(timeout)
+		return c.sock.poll(ctx)
 	}
-	deadline := time.Now().Add(timeout)
 	gone := c.recvGone
 	for {
 		seen := atomic.LoadUint32(c.recv.w(rDataSeq))
 		if !c.recv.empty() || gone() != nil {
 			return true, nil
 		}
-		d := time.Until(deadline)
-		if d <= 0 {
-			return false, nil
+		if ctx.Err() != nil {
+			return false, context.Cause(ctx)
 		}
-		c.recv.waitFor(rDataSeq, rGetWaiters, seen, min(d, deadPoll))
+		c.recv.wait(ctx, rDataSeq, rGetWaiters, seen)
 	}
 }
 

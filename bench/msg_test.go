@@ -48,7 +48,7 @@ var (
 			if err != nil {
 				return i, err
 			}
-			if err := a.C.Send(v + 1); err != nil {
+			if err := a.C.Send(ctx, v+1); err != nil {
 				return i, err
 			}
 		}
@@ -132,12 +132,12 @@ func BenchmarkPipe(b *testing.B) {
 	defer child.Kill()
 	v := 0
 	for range 100 { // the child is up and warm
-		a.Send(v)
+		a.Send(ctx, v)
 		v, _ = a.Recv(ctx)
 	}
 	b.ResetTimer()
 	for range b.N {
-		if err := a.Send(v); err != nil {
+		if err := a.Send(ctx, v); err != nil {
 			b.Fatal(err)
 		}
 		if v, err = a.Recv(ctx); err != nil {

@@ -5,7 +5,9 @@
 // server listens, then starts the client as a separate program (not an mp
 // worker: any program that calls mp.Dial with the key will do), with the
 // key in its environment. A connection with a wrong key is refused before
-// any value is read.
+// any value is read; every value after that is encrypted and
+// authenticated with keys drawn from the key (see mp.ListenOptions). Over
+// TCP to another machine, give both sides TLS as well.
 package main
 
 import (
@@ -55,14 +57,16 @@ func server(ctx context.Context) error {
 	}
 	defer os.RemoveAll(dir)
 	addr := filepath.Join(dir, "socket")
-	l, err := mp.Listen[greeting]("unix", addr, key)
+	l, err := mp.Listen[greeting]("unix", addr, key, mp.ListenOptions{})
 	if err != nil {
 		return err
 	}
 	defer l.Close()
 
 	// A stranger without the key is refused.
-	if _, err := mp.Dial[greeting](ctx, "unix", addr, []byte("a guess")); errors.Is(err, mp.ErrAuth) {
+	guess := make([]byte, 32)
+	rand.Read(guess)
+	if _, err := mp.Dial[greeting](ctx, "unix", addr, guess, mp.DialOptions{}); errors.Is(err, mp.ErrAuth) {
 		fmt.Println("server: a client with the wrong key was refused")
 	} else {
 		return fmt.Errorf("a wrong key: got %v", err)
@@ -84,7 +88,7 @@ func server(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("server got %q %d\n", g.From, g.N)
-	if err := c.Send(greeting{From: "server", N: g.N + 1}); err != nil {
+	if err := c.Send(ctx, greeting{From: "server", N: g.N + 1}); err != nil {
 		return err
 	}
 	if err := cmd.Wait(); err != nil {
@@ -99,12 +103,12 @@ func client(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	c, err := mp.Dial[greeting](ctx, "unix", addr, key)
+	c, err := mp.Dial[greeting](ctx, "unix", addr, key, mp.DialOptions{})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.Send(greeting{From: "client", N: 1}); err != nil {
+	if err := c.Send(ctx, greeting{From: "client", N: 1}); err != nil {
 		return err
 	}
 	g, err := c.Recv(ctx)

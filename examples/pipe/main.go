@@ -29,7 +29,7 @@ var child = mp.Register("pipe.child", func(ctx context.Context, conn *mp.Conn[st
 			return heard, err
 		}
 		heard = append(heard, q)
-		if err := conn.Send(strings.ToUpper(q) + "!"); err != nil {
+		if err := conn.Send(ctx, strings.ToUpper(q)+"!"); err != nil {
 			return heard, err
 		}
 	}
@@ -48,7 +48,7 @@ func main() {
 	}
 	childEnd.Close() // the child has it now
 	for _, q := range []string{"hello", "how are you", "goodbye"} {
-		if err := parentEnd.Send(q); err != nil {
+		if err := parentEnd.Send(ctx, q); err != nil {
 			log.Fatal(err)
 		}
 		a, err := parentEnd.Recv(ctx)
