@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +153,42 @@ func TestPipeCorrupt(t *testing.T) {
 	v, err := b.Recv(ctx)
 	if !errors.Is(err, ErrCorrupt) || !strings.HasPrefix(err.Error(), "mp: Pipe") {
 		t.Fatalf("Recv: got %q, %v; want an error naming the Pipe, matching ErrCorrupt", v, err)
+	}
+}
+
+// ringScribbler puts a value in the Queue it is passed, then writes over
+// the record's length, as a stray write in cgo code might: it returns its
+// pid.
+var ringScribbler = Register("test.ring.scribble", func(ctx context.Context, q *Queue[string]) (int, error) {
+	if err := q.Put(ctx, "hello"); err != nil {
+		return 0, err
+	}
+	binary.LittleEndian.PutUint32(q.r.data[0:], 1<<31)
+	return os.Getpid(), nil
+})
+
+// TestQueueCorruptedByWorker: the error names the process that wrote the
+// corrupt record.
+func TestQueueCorruptedByWorker(t *testing.T) {
+	t.Parallel()
+	q, err := NewQueue[string](QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.object.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	p, err := Spawn(ctx, ringScribbler, q, WorkerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := q.Get(ctx)
+	ce, ok := errors.AsType[*CorruptError](err)
+	if !ok || ce.PID != pid || !strings.Contains(err.Error(), fmt.Sprintf("process %d", pid)) {
+		t.Fatalf("Get: got %q, %v; want a *CorruptError naming process %d", v, err, pid)
 	}
 }
