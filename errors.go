@@ -75,7 +75,38 @@ var (
 	// keep failing to start (a crash loop, or a failing Init): the pool
 	// fails its calls at once, and keeps trying to start workers.
 	ErrWorkerStart = errors.New("mp: workers fail to start")
+
+	// ErrCorrupt is matched by the error (a [*CorruptError]) of a call on
+	// a shared object whose memory holds what mp never writes there.
+	ErrCorrupt = errors.New("mp: shared object corrupt")
 )
+
+// CorruptError reports a shared object (a Queue, a Pipe) whose memory
+// holds what mp never writes there: a process that has it mapped wrote
+// over it, a stray write in cgo code for instance. Shared memory is
+// untrusted input: mp checks what it reads there, and fails the call that
+// finds it wrong rather than crash or read out of the object's bounds. The
+// object cannot be trusted any more: the calls that follow fail too,
+// until it is dropped. It matches [ErrCorrupt].
+type CorruptError struct {
+	Object string // what the memory is: "Queue", "Pipe"
+	// PID is the process that last wrote to the object, as the object
+	// says (it may be corrupt too), or 0 if it is not known.
+	PID    int
+	Detail string // what was found wrong
+}
+
+// Error names the object, what was wrong, and the process that last wrote it.
+func (e *CorruptError) Error() string {
+	s := fmt.Sprintf("mp: %s is corrupt: %s", e.Object, e.Detail)
+	if e.PID != 0 {
+		s += fmt.Sprintf(" (last written by process %d)", e.PID)
+	}
+	return s + "; drop it and make a new one"
+}
+
+// Is reports whether target is [ErrCorrupt].
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
 
 // TaskError is the error of one task of a pool call: which function, which
 // item of the input, and why. Unwrap gives the cause: a [*RemoteError], a
@@ -266,7 +297,7 @@ func init() {
 	for _, err := range []error{
 		context.Canceled, context.DeadlineExceeded, io.EOF, io.ErrUnexpectedEOF,
 		os.ErrNotExist, os.ErrExist, os.ErrPermission, os.ErrDeadlineExceeded,
-		ErrNotRegistered, ErrMessageTooLarge, ErrTaskTimeout,
+		ErrNotRegistered, ErrMessageTooLarge, ErrTaskTimeout, ErrCorrupt,
 	} {
 		RegisterError(err)
 	}

@@ -121,10 +121,19 @@ func newHandle(kind handleKind, size int) (*handle, error) {
 	return mapHandle(kind, size, fd, newHandleID())
 }
 
+// mapHandle maps fd as handle id; it closes fd if it cannot.
 func mapHandle(kind handleKind, size, fd int, id uint64) (*handle, error) {
-	mem, err := shmem.Map(fd, size)
+	h, err := mapFD(kind, size, fd, id)
 	if err != nil {
 		shmem.Close(fd)
+	}
+	return h, err
+}
+
+// mapFD maps fd as handle id.
+func mapFD(kind handleKind, size, fd int, id uint64) (*handle, error) {
+	mem, err := shmem.Map(fd, size)
+	if err != nil {
 		return nil, err
 	}
 	h := &handle{id: id, kind: kind, size: size, mem: mem, fd: fd, refs: 1}
@@ -336,12 +345,20 @@ func receiveFDs(ids []uint64, fds []int) {
 	}
 }
 
-// get returns the received handle id, mapped (once) to size bytes.
+// get returns the received handle id, mapped (once) to size bytes. A
+// handle that does not fit its object is an error, and leaves the
+// descriptor for a right one (see checkObjectSize).
 func (r *receivedHandles) get(id uint64, kind handleKind, size int) (*handle, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if h := r.byID[id]; h != nil {
+		if err := h.checkSame(kind, size); err != nil {
+			return nil, err
+		}
 		return h, nil
+	}
+	if err := checkObjectSize(kind, size); err != nil {
+		return nil, err
 	}
 	fd, ok := r.fds[id]
 	if !ok {
@@ -350,9 +367,12 @@ func (r *receivedHandles) get(id uint64, kind handleKind, size int) (*handle, er
 		}
 		return nil, fmt.Errorf("%w: %v %d arrived without its descriptor", wire.ErrMalformed, kind, id)
 	}
-	h, err := mapHandle(kind, size, fd, id)
-	if err != nil {
+	if err := checkFits(kind, id, fd, size); err != nil {
 		return nil, err
+	}
+	h, err := mapFD(kind, size, fd, id)
+	if err != nil {
+		return nil, fmt.Errorf("mp: %v %d: %w", kind, id, err)
 	}
 	delete(r.fds, id) // the handle owns it now
 	if r.byID == nil {

@@ -83,8 +83,8 @@ func Pipe[T any]() (*Conn[T], *Conn[T], error) {
 func (c *Conn[T]) setEnd(i int) {
 	c.end = i
 	rings := [2]ring{
-		newRing(c.h.mem[:ringHeader], c.h.mem[4096:4096+pipeRingLen]),
-		newRing(c.h.mem[ringHeader:2*ringHeader], c.h.mem[4096+pipeRingLen:]),
+		newRing("Pipe", c.h.mem[:ringHeader], c.h.mem[4096:4096+pipeRingLen]),
+		newRing("Pipe", c.h.mem[ringHeader:2*ringHeader], c.h.mem[4096+pipeRingLen:]),
 	}
 	c.send, c.recv = rings[i], rings[1-i]
 	c.sendGone, c.recvGone = c.peerGone(errPeerGone), c.peerGone(io.EOF)
@@ -202,7 +202,7 @@ func (c *Conn[T]) Send(ctx context.Context, v T) error {
 		c.checked.Store(now)
 	}
 	if err := c.send.put(ctx, b, gone); err != nil {
-		return fmt.Errorf("mp: Conn.Send: %w", err)
+		return callError("Conn.Send", err)
 	}
 	return nil
 }

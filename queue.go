@@ -86,7 +86,7 @@ func NewQueue[T any](opts QueueOptions) (*Queue[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	q.r = newRing(q.h.mem[:ringHeader], q.h.mem[queueHeader:])
+	q.r = newRing("Queue", q.h.mem[:ringHeader], q.h.mem[queueHeader:])
 	atomic.StoreUint32(q.r.w(rMaxLen), uint32(opts.MaxLen))
 	atomic.StoreUint32(q.r.w(rMaxMessage), uint32(maxMsg))
 	return q, nil
@@ -97,7 +97,7 @@ func (q *Queue[T]) UnmarshalCBOR(data []byte) error {
 	if err := q.unmarshal(data, kindQueue); err != nil {
 		return err
 	}
-	q.r = newRing(q.h.mem[:ringHeader], q.h.mem[queueHeader:])
+	q.r = newRing("Queue", q.h.mem[:ringHeader], q.h.mem[queueHeader:])
 	return nil
 }
 

@@ -37,6 +37,7 @@ type ring struct {
 	hdr  []byte // ringHeader bytes of state words
 	data []byte // the ring, a power of two long
 	mask uint64
+	what string // the object it belongs to, for errors: "Queue", "Pipe"
 }
 
 // The words of a ring's header, on three cache lines: the producers'
@@ -106,8 +107,8 @@ func (r ring) spinWait(off int, seen uint32) {
 	}
 }
 
-func newRing(hdr, data []byte) ring {
-	return ring{hdr: hdr, data: data, mask: uint64(len(data) - 1)}
+func newRing(what string, hdr, data []byte) ring {
+	return ring{hdr: hdr, data: data, mask: uint64(len(data) - 1), what: what}
 }
 
 func (r ring) w(off int) *uint32 { return shmem.Word(r.hdr, off) }
@@ -179,6 +180,9 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 	capacity := uint64(len(r.data))
 	tail := atomic.LoadUint64(r.u64(rTail))
 	head := atomic.LoadUint64(r.u64(rHeadSeen))
+	if err := r.checkSpan(head, tail); err != nil {
+		return err
+	}
 	seq := atomic.LoadUint64(r.u64(rPut))
 	small := recHeader+padRec(len(b)) <= capacity/2
 	maxLen := int64(atomic.LoadUint32(r.w(rMaxLen)))
@@ -196,6 +200,9 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 		if !hasRoom() {
 			seen := atomic.LoadUint32(r.w(rSpaceSeq))
 			head = atomic.LoadUint64(r.u64(rHead))
+			if err := r.checkSpan(head, tail); err != nil {
+				return err
+			}
 			atomic.StoreUint64(r.u64(rHeadSeen), head)
 			if hasRoom() {
 				continue
@@ -323,10 +330,21 @@ func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byt
 			continue
 		}
 		spin = 0
+		if err := r.checkSpan(head, tail); err != nil {
+			return nil, err
+		}
 		i := head & r.mask
-		n := int(*(*uint32)(unsafe.Pointer(&r.data[i])))
+		n32 := *(*uint32)(unsafe.Pointer(&r.data[i]))
 		flags := *(*uint32)(unsafe.Pointer(&r.data[i+4]))
 		seq := *(*uint64)(unsafe.Pointer(&r.data[i+8]))
+		had := 0
+		if in && flags&recFirst == 0 {
+			had = len(msg)
+		}
+		if err := r.checkRecord(head, tail, n32, flags, had); err != nil {
+			return nil, err
+		}
+		n := int(n32)
 		switch {
 		case flags&recAbort != 0:
 			msg, in = msg[:0], false

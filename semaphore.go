@@ -99,7 +99,7 @@ func (s *Semaphore) mine() *uint32 {
 		return n
 	}
 	for {
-		u := atomic.LoadUint32(used)
+		u := min(atomic.LoadUint32(used), semHolders) // shared memory: untrusted
 		for i := range int(u) {
 			pid, _ := s.holder(i)
 			if p := atomic.LoadUint32(pid); p == myPID || p == 0 && atomic.CompareAndSwapUint32(pid, 0, myPID) {

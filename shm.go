@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/go-mp/mp/internal/shmem"
+	"github.com/go-mp/mp/internal/wire"
 )
 
 // SharedMemory is a block of memory shared by processes, as Python's
@@ -19,8 +20,13 @@ import (
 // An anonymous SharedMemory (the default) has no name anywhere: it is
 // freed when the last process that holds it has closed it or ended,
 // however it ended, so a crash leaks nothing, and nothing is left in
-// /dev/shm. A named one can also be opened by an unrelated process with
-// [OpenSharedMemory]; its name stays until [SharedMemory.Unlink].
+// /dev/shm. It cannot shrink: a holder that tries to truncate it fails,
+// so no holder can make the others' accesses fault. A named one can also
+// be opened by an unrelated process with [OpenSharedMemory]; its name
+// stays until [SharedMemory.Unlink]. A named block is a file in /dev/shm,
+// which the kernel does not let mp seal: a process of the same user that
+// truncates it makes the others fault (SIGBUS) where they touch past its
+// new end.
 //
 // Bytes is plain memory: concurrent writers must coordinate, with a
 // [Lock] or by writing disjoint parts. Shared memory is Linux only for now.
@@ -72,7 +78,11 @@ func CreateSharedMemory(name string, size int) (*SharedMemory, error) {
 }
 
 // OpenSharedMemory opens the named shared memory another process created.
-// The error matches os.ErrNotExist if there is none by that name.
+// The error matches os.ErrNotExist if there is none by that name. It
+// opens only a block this process's user made: a name that is a symbolic
+// link, or that another user's block (or not a block) has, is refused
+// with an error, matching os.ErrPermission for the latter, as another
+// user may have put it there for this process to share its data in.
 func OpenSharedMemory(name string) (*SharedMemory, error) {
 	if err := checkShmName(name); err != nil {
 		return nil, err
@@ -164,6 +174,9 @@ func (m *SharedMemory) UnmarshalCBOR(data []byte) error {
 	name := w.Name
 	if err != nil {
 		return err
+	}
+	if name != "" && checkShmName(name) != nil { // Unlink removes shmDir+name
+		return fmt.Errorf("%w: SharedMemory named %q", wire.ErrMalformed, name)
 	}
 	m.h, m.worker, m.name = h, true, name
 	decoded(m, h)

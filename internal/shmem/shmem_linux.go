@@ -20,8 +20,13 @@ func Supported() error { return nil }
 // Create makes an anonymous shared memory object of size bytes and returns
 // its descriptor (close-on-exec). It vanishes when the last descriptor and
 // mapping of it are gone, however the processes holding them end.
+//
+// It is sealed against shrinking, and against further seals: a holder
+// that truncated it would make every other holder's access past the new
+// end fault (SIGBUS), and one that sealed it against writing would keep
+// the others from mapping it (issue 18).
 func Create(size int) (int, error) {
-	fd, err := unix.MemfdCreate("mp", unix.MFD_CLOEXEC)
+	fd, err := unix.MemfdCreate("mp", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return -1, os.NewSyscallError("memfd_create", err)
 	}
@@ -29,13 +34,20 @@ func Create(size int) (int, error) {
 		unix.Close(fd)
 		return -1, os.NewSyscallError("ftruncate", err)
 	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("fcntl F_ADD_SEALS", err)
+	}
 	return fd, nil
 }
 
 // Open opens (or, with create, creates exclusively) the named object at
-// path, of size bytes when created.
+// path, of size bytes when created. It does not follow a symbolic link,
+// and opens only a regular file owned by this process's user: another
+// user could otherwise put an object of theirs under the name this one
+// expects, and read or change what it shares (issue 18).
 func Open(path string, size int, create bool) (fd, actual int, err error) {
-	flags := unix.O_RDWR | unix.O_CLOEXEC
+	flags := unix.O_RDWR | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK
 	if create {
 		flags |= unix.O_CREAT | unix.O_EXCL
 		// Its pages are taken when first touched: one that does not fit
@@ -48,6 +60,9 @@ func Open(path string, size int, create bool) (fd, actual int, err error) {
 		}
 	}
 	fd, err = unix.Open(path, flags, 0o600)
+	if err == unix.ELOOP {
+		return -1, 0, &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("it is a symbolic link, which shared memory is never opened through: %w", err)}
+	}
 	if err != nil {
 		return -1, 0, &os.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -64,7 +79,30 @@ func Open(path string, size int, create bool) (fd, actual int, err error) {
 		unix.Close(fd)
 		return -1, 0, os.NewSyscallError("fstat", err)
 	}
+	switch euid := os.Geteuid(); {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = fmt.Errorf("%s is not a regular file (mode %#o): %w", path, st.Mode, os.ErrPermission)
+	case int(st.Uid) != euid:
+		err = fmt.Errorf("%s belongs to user %d, not to this process's user %d: it may not be the block expected, so it is refused: %w", path, st.Uid, euid, os.ErrPermission)
+	case st.Size < 0 || uint64(st.Size) > uint64(maxInt):
+		err = fmt.Errorf("%s has %d bytes, more than this process can map", path, st.Size)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, err
+	}
 	return fd, int(st.Size), nil
+}
+
+const maxInt = int(^uint(0) >> 1)
+
+// Size returns the size of the object fd in bytes.
+func Size(fd int) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, os.NewSyscallError("fstat", err)
+	}
+	return st.Size, nil
 }
 
 // Unlink removes the name at path.

@@ -18,6 +18,7 @@ func Supported() error {
 func Create(size int) (int, error)                              { return -1, Supported() }
 func Open(path string, size int, create bool) (int, int, error) { return -1, 0, Supported() }
 func Unlink(path string) error                                  { return Supported() }
+func Size(fd int) (int64, error)                                { return 0, Supported() }
 func Map(fd, size int) ([]byte, error)                          { return nil, Supported() }
 func Unmap(b []byte) error                                      { return Supported() }
 func Close(fd int) error                                        { return Supported() }
