@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -165,6 +166,7 @@ var errPeerGone = fmt.Errorf("the other end is closed, or its process died: %w",
 // if v cannot be encoded or is over the message size limit
 // (ErrMessageTooLarge).
 func (c *Conn[T]) Send(v T) error {
+	defer runtime.KeepAlive(c) // see object
 	if err := c.use("Send"); err != nil {
 		return err
 	}
@@ -199,6 +201,7 @@ func (c *Conn[T]) Send(v T) error {
 // closed or its process died, and every value it sent has been received,
 // it returns io.EOF.
 func (c *Conn[T]) Recv(ctx context.Context) (T, error) {
+	defer runtime.KeepAlive(c) // see object
 	var zero T
 	if ctx == nil {
 		return zero, nilContext("Conn.Recv")
@@ -222,6 +225,7 @@ func (c *Conn[T]) Recv(ctx context.Context) (T, error) {
 // Poll reports whether a Recv would return at once (a value, or io.EOF),
 // waiting up to timeout for one to come.
 func (c *Conn[T]) Poll(timeout time.Duration) (bool, error) {
+	defer runtime.KeepAlive(c) // see object
 	if err := c.use("Poll"); err != nil {
 		return false, err
 	}
