@@ -95,6 +95,7 @@ func TestConditionTurns(t *testing.T) {
 // once all of them wait.
 func spawnWaiters(t *testing.T, ctx context.Context, j condJob, n int) []*mp.Process[int] {
 	t.Helper()
+	want := j.Turn.Load() + int64(n)
 	var procs []*mp.Process[int]
 	for range n {
 		p, err := mp.Spawn(ctx, condWaitOnce, j, mp.WorkerOptions{})
@@ -105,7 +106,7 @@ func spawnWaiters(t *testing.T, ctx context.Context, j condJob, n int) []*mp.Pro
 	}
 	// Each counts itself under the lock and waits, which releases it:
 	// seen under the lock, the count is of processes in Wait.
-	for want := j.Turn.Load() + int64(n); ; {
+	for {
 		if err := j.C.Lock(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -115,6 +116,14 @@ func spawnWaiters(t *testing.T, ctx context.Context, j condJob, n int) []*mp.Pro
 			return procs
 		}
 		if ctx.Err() != nil {
+			for i, p := range procs {
+				select {
+				case <-p.Done():
+					_, err := p.Wait(ctx)
+					t.Errorf("waiter %d ended: %v", i, err)
+				default:
+				}
+			}
 			t.Fatalf("%d of %d waiters came", got, want)
 		}
 		time.Sleep(time.Millisecond)

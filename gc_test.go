@@ -266,41 +266,49 @@ func must2[T any](a, b T, err error) (T, T) {
 
 // Each blocking method keeps its object, and the memory it waits on,
 // while it waits: a goroutine waits on an object nothing else references,
-// garbage is collected for 2 s, and a worker then releases it.
+// garbage is collected for 2 s, and a worker then releases it. The rows
+// start as subtests (to run one: -run 'TestGCWhileWaiting/Lock.Lock$'),
+// and wait through the same 2 s.
 func TestGCWhileWaiting(t *testing.T) {
 	t.Parallel()
 	p := newPool(t, mp.PoolOptions{Workers: 1}) // one worker: the one that keeps the objects
+	ctx := bounded(t, 60*time.Second)
+	waiters := map[string]<-chan gcResult{}
+	var rows []gcRow
 	for _, row := range gcRows {
 		t.Run(row.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := bounded(t, 60*time.Second)
 			hold := func(j gcJob) {
 				j.Row = row.name
 				if _, err := mp.Apply(ctx, p, gcHold, j); err != nil {
-					panic(fmt.Sprintf("hold %s: %v", row.name, err))
+					t.Fatalf("the worker's hold: %v", err)
 				}
 			}
-			ch := row.start(ctx, hold)
-			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
-				runtime.GC()
-				select {
-				case r := <-ch:
-					t.Fatalf("returned before it was released: %q, %v", r.v, r.err)
-				default:
-				}
-			}
-			released, err := mp.Apply(ctx, p, gcRelease, row.name)
-			if err != nil || released != row.released {
-				t.Errorf("the worker's release: %q, %v; want %q", released, err, row.released)
-			}
-			select {
-			case r := <-ch:
-				if r.err != nil || r.v != row.want {
-					t.Errorf("got %q, %v; want %q", r.v, r.err, row.want)
-				}
-			case <-ctx.Done():
-				t.Fatal("still waiting after it was released")
-			}
+			waiters[row.name] = row.start(ctx, hold)
+			rows = append(rows, row)
 		})
+	}
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		runtime.GC()
+		for _, row := range rows {
+			select {
+			case r := <-waiters[row.name]:
+				t.Fatalf("%s returned before it was released: %q, %v", row.name, r.v, r.err)
+			default:
+			}
+		}
+	}
+	for _, row := range rows {
+		released, err := mp.Apply(ctx, p, gcRelease, row.name)
+		if err != nil || released != row.released {
+			t.Errorf("%s: the worker's release: %q, %v; want %q", row.name, released, err, row.released)
+		}
+		select {
+		case r := <-waiters[row.name]:
+			if r.err != nil || r.v != row.want {
+				t.Errorf("%s: got %q, %v; want %q", row.name, r.v, r.err, row.want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: still waiting after it was released", row.name)
+		}
 	}
 }
