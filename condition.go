@@ -34,10 +34,10 @@ import (
 // wait at once; Wait fails beyond that.
 //
 // Cost: Notify with no waiter is two loads; a wake-up is a futex wake and
-// the waiter's wait for the lock. Notify(n) with fewer than n waiters, and
-// NotifyAll, wake them without looking at them; a Notify(n) that must
-// choose among more waiters reads each chosen waiter's /proc entry, to
-// pass over the dead.
+// the waiter's wait for the lock. NotifyAll, and Notify(n) when n or fewer
+// wait, wake them all without looking at them; a Notify(n) that must
+// choose among more waiters reads the /proc entry of each it chooses in
+// another process, to pass over the dead.
 type Condition struct{ object }
 
 // The words of a condition's segment: the lock, two ticket counters, and
