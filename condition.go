@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/go-mp/mp/internal/shmem"
@@ -16,31 +17,67 @@ import (
 // over, with ErrOwnerDied, when its holder dies). Pass it like a
 // [SharedMemory].
 //
-// A waiter may wake without a Notify meant for it (a Notify may be taken
-// by a process that began to wait after it): wait in a loop on the
-// condition itself, as WaitFor does.
+// Waiters queue in the order they call Wait. A notification goes only to
+// waiters that were waiting when it was made: NotifyAll wakes every one of
+// them; Notify(n) wakes the n that have waited longest (all of them, if
+// fewer wait), passing over those that have given up (their ctx ended) or
+// died. A Wait that begins after a Notify is not woken by it, and a
+// notification is never lost to it, so a waiter wakes only when notified
+// (or when its ctx ends). Still wait in a loop on the state itself, as
+// WaitFor does: another process may change it again between the Notify
+// and the waiter's return, and a waiter holds the lock only after that.
 //
-// Cost: Notify with no waiter is two atomic loads; a wake-up is a futex
-// wake and the waiter's wait for the lock.
+// A waiter that is killed while it waits leaves nothing behind: Notify
+// passes over it, as over one that gave up (a process whose ID has been
+// reused since it died is taken for the waiter, as with Lock, and a
+// Notify may be spent on it). At most 1008 waiters, of all the processes,
+// wait at once; Wait fails beyond that.
+//
+// Cost: Notify with no waiter is two loads; a wake-up is a futex wake and
+// the waiter's wait for the lock. NotifyAll, and Notify(n) when n or fewer
+// wait, wake them all without looking at them; a Notify(n) that must
+// choose among more waiters reads the /proc entry of each it chooses in
+// another process, to pass over the dead.
 type Condition struct{ object }
 
-// The words of a condition's segment.
+// The words of a condition's segment: the lock, two ticket counters, and
+// a ring of slots, one a waiter. Waiter t (its ticket, from condNext)
+// keeps its process ID in slot t%condMaxWaiters while it waits, and
+// sleeps on that slot; it has been notified once condGranted is past t.
+// Both counters change only under the lock, and wrap: tickets are
+// compared by their difference.
 const (
-	condLock    = 0 // the lock word
-	condWaiters = 4 // processes in Wait
-	condSignals = 8 // notifications not yet taken
+	condLock       = 0 // the lock word
+	condGranted    = 4 // tickets below it are notified
+	condNext       = 8 // the next waiter's ticket
+	condSlots      = 64
+	condSize       = 4096
+	condMaxWaiters = (condSize - condSlots) / 4
 )
 
 // NewCondition makes a Condition, its lock free.
-func NewCondition() (*Condition, error) { return newObject[Condition](kindCondition, 64) }
+func NewCondition() (*Condition, error) { return newObject[Condition](kindCondition, condSize) }
 
 // UnmarshalCBOR decodes a Condition passed by the parent, in a worker.
 func (c *Condition) UnmarshalCBOR(data []byte) error { return c.unmarshal(data, kindCondition) }
 
 func (c *Condition) word(off int) *uint32 { return shmem.Word(c.h.mem, off) }
 
+// slot is the slot of ticket t.
+func (c *Condition) slot(t uint32) *uint32 {
+	return c.word(condSlots + 4*int(t%condMaxWaiters))
+}
+
+// notified reports whether ticket t has been notified.
+func (c *Condition) notified(t uint32) bool {
+	return int32(atomic.LoadUint32(c.word(condGranted))-t) > 0
+}
+
 // Lock acquires the condition's lock, as Lock.Lock does.
-func (c *Condition) Lock(ctx context.Context) error { return c.lock(ctx, "Condition") }
+func (c *Condition) Lock(ctx context.Context) error {
+	defer runtime.KeepAlive(c) // see object
+	return c.lock(ctx, "Condition")
+}
 
 // Unlock releases the condition's lock, as Lock.Unlock does.
 func (c *Condition) Unlock() error { return c.unlock("Condition") }
@@ -57,52 +94,82 @@ func (c *Condition) held(op string) error {
 }
 
 // Wait releases the lock, which the caller must hold, waits until a Notify
-// wakes it or ctx ends, and takes the lock again before it returns, in
-// either case (then it returns ctx's cause). Taking the lock again waits
-// for it as long as its holder lives, whatever ctx: the caller always
-// holds it after Wait. If its holder died meanwhile, the error matches
-// ErrOwnerDied.
+// made after this call began wakes it, or ctx ends, and takes the lock
+// again before it returns, in either case. It returns nil if it was
+// notified, even if ctx ended meanwhile (the notification is not lost),
+// else ctx's cause. Taking the lock again waits for it as long as its
+// holder lives, whatever ctx: the caller always holds it after Wait. If
+// its holder died meanwhile, the error matches ErrOwnerDied. Wait fails at
+// once, the lock still held, if 1008 waiters already wait.
 func (c *Condition) Wait(ctx context.Context) error {
+	defer runtime.KeepAlive(c) // see object
 	if ctx == nil {
 		return nilContext("Condition.Wait")
 	}
 	if err := c.held("Wait"); err != nil {
 		return err
 	}
-	waiters, signals := c.word(condWaiters), c.word(condSignals)
-	atomic.AddUint32(waiters, 1)
+	t := atomic.LoadUint32(c.word(condNext))
+	if t-atomic.LoadUint32(c.word(condGranted)) >= condMaxWaiters && !c.compact() {
+		return fmt.Errorf("mp: Condition.Wait: %d processes already wait on the Condition, the most it takes", condMaxWaiters)
+	}
+	slot := c.slot(t)
+	atomic.StoreUint32(slot, myPID)
+	atomic.StoreUint32(c.word(condNext), t+1)
 	unlockWord(c.word(condLock))
 	var werr error
-	for {
-		if s := atomic.LoadUint32(signals); s > 0 {
-			if atomic.CompareAndSwapUint32(signals, s, s-1) {
-				break
-			}
-			continue
-		}
+	for !c.notified(t) {
 		if ctx.Err() != nil {
 			werr = context.Cause(ctx)
 			break
 		}
-		d := pollFor(ctx)
-		shmem.Wait(signals, 0, d)
-	}
-	atomic.AddUint32(waiters, ^uint32(0))
-	if werr != nil { // a notification left for no one is dropped
-		for {
-			s, w := atomic.LoadUint32(signals), atomic.LoadUint32(waiters)
-			if s <= w || atomic.CompareAndSwapUint32(signals, s, w) {
-				break
-			}
-		}
+		shmem.Wait(slot, myPID, pollFor(ctx))
 	}
 	lerr := lockWord(context.WithoutCancel(ctx), c.word(condLock))
+	if werr != nil {
+		// Under the lock, no Notify can choose this waiter any more:
+		// either one did already, or none will (its slot says so).
+		if c.notified(t) {
+			werr = nil
+		} else {
+			atomic.StoreUint32(slot, 0)
+			c.trim()
+		}
+	}
 	return errors.Join(werr, lerr)
+}
+
+// trim drops, under the lock, the tickets of waiters that gave up at
+// either end of the queue, so that waits that keep timing out, with no
+// Notify, do not fill it.
+func (c *Condition) trim() {
+	granted, next := c.word(condGranted), c.word(condNext)
+	for g := atomic.LoadUint32(granted); g != atomic.LoadUint32(next) && atomic.LoadUint32(c.slot(g)) == 0; g++ {
+		atomic.StoreUint32(granted, g+1)
+	}
+	for n := atomic.LoadUint32(next); n != atomic.LoadUint32(granted) && atomic.LoadUint32(c.slot(n-1)) == 0; n-- {
+		atomic.StoreUint32(next, n-1)
+	}
+}
+
+// compact drops, under the lock, the tickets at the head of a full queue
+// of waiters that gave up or died, and reports whether there is room now.
+func (c *Condition) compact() bool {
+	granted, next := c.word(condGranted), atomic.LoadUint32(c.word(condNext))
+	for g := atomic.LoadUint32(granted); g != next; g++ {
+		if p := atomic.LoadUint32(c.slot(g)); p != 0 && (p == myPID || shmem.Alive(int(p))) {
+			break
+		}
+		atomic.StoreUint32(c.slot(g), 0)
+		atomic.StoreUint32(granted, g+1)
+	}
+	return next-atomic.LoadUint32(granted) < condMaxWaiters
 }
 
 // WaitFor waits, as Wait does, until cond returns true, and returns at
 // once if it already does. It calls cond with the lock held.
 func (c *Condition) WaitFor(ctx context.Context, cond func() bool) error {
+	defer runtime.KeepAlive(c) // see object
 	var died error
 	for !cond() {
 		if err := c.Wait(ctx); err != nil {
@@ -115,29 +182,37 @@ func (c *Condition) WaitFor(ctx context.Context, cond func() bool) error {
 	return died
 }
 
-// Notify wakes up to n processes waiting on the condition. The caller
-// must hold the lock.
+// Notify wakes the n processes that have waited longest on the condition,
+// or every waiter if fewer wait, passing over waiters that gave up or
+// died; n <= 0 wakes none. The caller must hold the lock.
 func (c *Condition) Notify(n int) error {
+	defer runtime.KeepAlive(c) // see object
 	if err := c.held("Notify"); err != nil {
 		return err
 	}
-	waiters, signals := c.word(condWaiters), c.word(condSignals)
-	for {
-		w, s := atomic.LoadUint32(waiters), atomic.LoadUint32(signals)
-		if n <= 0 || s >= w {
-			return nil
+	granted, next := c.word(condGranted), atomic.LoadUint32(c.word(condNext))
+	all := n >= int(next-atomic.LoadUint32(granted)) // no need to tell the dead
+	for t := atomic.LoadUint32(granted); n > 0 && t != next; t++ {
+		slot := c.slot(t)
+		p := atomic.LoadUint32(slot)
+		// Granted before the slot is cleared: a waiter that sees its slot
+		// change sees itself notified.
+		atomic.StoreUint32(granted, t+1)
+		if p == 0 {
+			continue // gave up
 		}
-		k := min(uint32(n), w-s)
-		if atomic.CompareAndSwapUint32(signals, s, s+k) {
-			shmem.Wake(signals, int(k))
-			return nil
+		atomic.StoreUint32(slot, 0)
+		shmem.Wake(slot, 1)
+		if all || p == myPID || shmem.Alive(int(p)) {
+			n--
 		}
 	}
+	return nil
 }
 
 // NotifyAll wakes every process waiting on the condition. The caller must
 // hold the lock.
-func (c *Condition) NotifyAll() error { return c.Notify(1 << 30) }
+func (c *Condition) NotifyAll() error { return c.Notify(condMaxWaiters) }
 
 // ErrBrokenBarrier is the error of Barrier.Wait when the barrier is broken:
 // a waiter's ctx ended, or Abort or Reset was called, before every party
@@ -210,6 +285,7 @@ func (b *Barrier) critical(f func()) {
 // before then, it returns ErrBrokenBarrier; if ctx ends first, it breaks
 // the barrier and returns ctx's cause.
 func (b *Barrier) Wait(ctx context.Context) (int, error) {
+	defer runtime.KeepAlive(b) // see object
 	if ctx == nil {
 		return 0, nilContext("Barrier.Wait")
 	}
@@ -276,6 +352,7 @@ func (b *Barrier) advance(r uint32, broken bool) {
 // Abort breaks the barrier: its waiters, and every Wait until Reset, get
 // ErrBrokenBarrier.
 func (b *Barrier) Abort() {
+	defer runtime.KeepAlive(b) // see object
 	b.critical(func() {
 		if atomic.LoadUint32(b.word(barBroken)) == 1 {
 			return
@@ -288,6 +365,7 @@ func (b *Barrier) Abort() {
 // Reset returns the barrier to its first state, not broken, no party
 // waiting; parties waiting get ErrBrokenBarrier.
 func (b *Barrier) Reset() {
+	defer runtime.KeepAlive(b) // see object
 	b.critical(func() {
 		if atomic.LoadUint32(b.word(barCount)) > 0 {
 			b.advance(atomic.LoadUint32(b.word(barRound)), true)

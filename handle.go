@@ -479,6 +479,24 @@ func own[O any](obj *O, h *handle) *owner {
 
 // object is what the shared objects but SharedMemory are made of: their
 // handle, their maker's reference, and how they are passed.
+//
+// Keeping the memory mapped while it is used: the maker's reference goes
+// when the object becomes unreachable (see own), and with the last
+// reference the block is unmapped. A method that waits holds only
+// pointers into the block (a futex word, a ring's slices), which the
+// garbage collector does not see: once it no longer uses its receiver,
+// the object may be collected and the block unmapped under it (when
+// nothing else references it: a goroutine waiting in Put on a Queue its
+// caller has dropped), and the wait faults. So every exported method of a
+// shared object that can wait (for a futex, a lock, a ring) begins with
+//
+//	defer runtime.KeepAlive(x) // see object
+//
+// on its receiver x, which keeps the object, and so the mapping, until it
+// returns. TestKeepAliveEveryMethod checks that each exported method of a
+// type that embeds object does, or is listed there as one that does not
+// wait: a method added is one or the other. TestGCWhileWaiting collects
+// garbage under each waiting method.
 type object struct {
 	h   *handle
 	own *owner // nil in a worker, which received it

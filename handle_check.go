@@ -22,8 +22,10 @@ func checkObjectSize(kind handleKind, size int) error {
 	switch kind {
 	case kindSharedMemory:
 		ok = size > 0
-	case kindLock, kindRLock, kindValue, kindCondition, kindEvent:
+	case kindLock, kindRLock, kindValue, kindEvent:
 		ok = size == 64
+	case kindCondition:
+		ok = size == condSize
 	case kindSemaphore:
 		ok = size == semSize
 	case kindBarrier:

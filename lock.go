@@ -54,7 +54,10 @@ func (l *Lock) word() *uint32 { return shmem.Word(l.h.mem, 0) }
 // Lock acquires the lock, waiting while another holds it, until ctx ends
 // (then it returns ctx's cause, without the lock). If its holder died, it
 // returns an error matching ErrOwnerDied, and the caller holds the lock.
-func (l *Lock) Lock(ctx context.Context) error { return l.lock(ctx, "Lock") }
+func (l *Lock) Lock(ctx context.Context) error {
+	defer runtime.KeepAlive(l) // see object
+	return l.lock(ctx, "Lock")
+}
 
 // TryLock acquires the lock if it is free (or its holder died: then the
 // error matches ErrOwnerDied) and reports whether it did.

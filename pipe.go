@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -171,6 +172,7 @@ var errPeerGone = fmt.Errorf("the other end is closed, or its process died: %w",
 // io.ErrClosedPipe), or if v cannot be encoded or is over the message
 // size limit (ErrMessageTooLarge).
 func (c *Conn[T]) Send(ctx context.Context, v T) error {
+	defer runtime.KeepAlive(c) // see object
 	if ctx == nil {
 		return nilContext("Conn.Send")
 	}
@@ -216,6 +218,7 @@ func (c *Conn[T]) Send(ctx context.Context, v T) error {
 // (ErrAuth), and a ctx that ends in the middle of a value close the
 // connection.
 func (c *Conn[T]) Recv(ctx context.Context) (T, error) {
+	defer runtime.KeepAlive(c) // see object
 	var zero T
 	if ctx == nil {
 		return zero, nilContext("Conn.Recv")
@@ -246,6 +249,7 @@ func (c *Conn[T]) Recv(ctx context.Context) (T, error) {
 // waiting until one comes or ctx ends: then it returns false and ctx's
 // cause. With a ctx that has ended already, it only looks.
 func (c *Conn[T]) Poll(ctx context.Context) (bool, error) {
+	defer runtime.KeepAlive(c) // see object
 	if ctx == nil {
 		return false, nilContext("Conn.Poll")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"math/bits"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/go-mp/mp/internal/shmem"
@@ -128,6 +129,7 @@ func (q *Queue[T]) maxMessage() int { return int(atomic.LoadUint32(q.r.w(rMaxMes
 // wrapping ErrQueueClosed if the queue is closed, or ErrMessageTooLarge if
 // v encodes to more than the queue's MaxMessageSize.
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
+	defer runtime.KeepAlive(q) // see object
 	if ctx == nil {
 		return nilContext("Queue.Put")
 	}
@@ -162,6 +164,7 @@ var tryContext = func() context.Context {
 // TryPut puts v if the queue has room now; if not, it returns an error
 // wrapping ErrQueueFull.
 func (q *Queue[T]) TryPut(v T) error {
+	defer runtime.KeepAlive(q) // see object
 	b, err := encodeMessage("Queue.TryPut", v, q.maxMessage())
 	if err != nil {
 		return err
@@ -178,6 +181,7 @@ func (q *Queue[T]) TryPut(v T) error {
 // ends (then it returns ctx's cause). On a closed queue, it returns what
 // is left, then an error wrapping ErrQueueClosed.
 func (q *Queue[T]) Get(ctx context.Context) (T, error) {
+	defer runtime.KeepAlive(q) // see object
 	if ctx == nil {
 		var zero T
 		return zero, nilContext("Queue.Get")
@@ -203,6 +207,7 @@ func (q *Queue[T]) get(ctx context.Context, what string) (T, error) {
 // TryGet takes the next value if there is one now; if not, it returns an
 // error wrapping ErrQueueEmpty (or ErrQueueClosed, if it is closed).
 func (q *Queue[T]) TryGet() (T, error) {
+	defer runtime.KeepAlive(q) // see object
 	v, err := q.get(tryContext, "Queue.TryGet")
 	if errors.Is(err, errTry) {
 		return v, fmt.Errorf("%w: TryGet found no value", ErrQueueEmpty)
@@ -236,6 +241,7 @@ func (q *Queue[T]) Len() int { return int(q.r.len()) }
 // ErrQueueClosed. A Put in progress finishes first. Close is idempotent.
 // The queue's memory is freed once no process can reach it.
 func (q *Queue[T]) Close() error {
+	defer runtime.KeepAlive(q) // see object
 	q.r.close()
 	return nil
 }
@@ -263,6 +269,7 @@ func (q *Queue[T]) TaskDone() error {
 // (then it returns ctx's cause). A consumer that dies before its TaskDone
 // holds Join up for good: give ctx a deadline.
 func (q *Queue[T]) Join(ctx context.Context) error {
+	defer runtime.KeepAlive(q) // see object
 	if ctx == nil {
 		return nilContext("Queue.Join")
 	}

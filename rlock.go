@@ -3,6 +3,7 @@ package mp
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -57,6 +58,7 @@ func (st *rlockState) again() bool {
 // ctx's cause, without the lock). If its holder died, it returns an error
 // matching ErrOwnerDied, and the caller holds the lock, once.
 func (r *RLock) Lock(ctx context.Context) error {
+	defer runtime.KeepAlive(r) // see object
 	if ctx == nil {
 		return nilContext("RLock.Lock")
 	}

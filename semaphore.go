@@ -207,6 +207,7 @@ func (s *Semaphore) take(reclaim bool) (bool, error) {
 // TryAcquire takes a permit if one is free, or a dead holder's (then the
 // error matches ErrOwnerDied), and reports whether it did.
 func (s *Semaphore) TryAcquire() (bool, error) {
+	defer runtime.KeepAlive(s) // see object
 	if s.own.closed() {
 		return false, errClosed("Semaphore")
 	}
@@ -220,6 +221,7 @@ func (s *Semaphore) TryAcquire() (bool, error) {
 // (then it returns ctx's cause, without a permit). If the permit was a
 // dead holder's, given back, the error matches ErrOwnerDied.
 func (s *Semaphore) Acquire(ctx context.Context) error {
+	defer runtime.KeepAlive(s) // see object
 	if ctx == nil {
 		return nilContext("Semaphore.Acquire")
 	}
@@ -257,6 +259,7 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 // Release gives a permit back. For a bounded semaphore, it returns an
 // error, and gives nothing back, if all its permits are already free.
 func (s *Semaphore) Release() error {
+	defer runtime.KeepAlive(s) // see object
 	if s.own.closed() {
 		return errClosed("Semaphore")
 	}
@@ -318,6 +321,7 @@ func (e *Event) IsSet() bool { return atomic.LoadUint32(e.word()) == 1 }
 // Wait waits until the flag is set, or ctx ends (then it returns ctx's
 // cause).
 func (e *Event) Wait(ctx context.Context) error {
+	defer runtime.KeepAlive(e) // see object
 	if ctx == nil {
 		return nilContext("Event.Wait")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 
@@ -61,7 +62,10 @@ func (x *Value[T]) Add(delta T) T { return x.cell().add(delta) }
 func (x *Value[T]) CompareAndSwap(old, new T) bool { return x.cell().cas(old, new) }
 
 // Lock acquires the Value's lock, as Lock.Lock does.
-func (x *Value[T]) Lock(ctx context.Context) error { return x.lock(ctx, "Value") }
+func (x *Value[T]) Lock(ctx context.Context) error {
+	defer runtime.KeepAlive(x) // see object
+	return x.lock(ctx, "Value")
+}
 
 // Unlock releases the Value's lock, as Lock.Unlock does.
 func (x *Value[T]) Unlock() error { return x.unlock("Value") }
@@ -70,6 +74,7 @@ func (x *Value[T]) Unlock() error { return x.unlock("Value") }
 // leaves in it. If the lock's holder had died, f runs all the same and the
 // error matches ErrOwnerDied.
 func (x *Value[T]) Update(ctx context.Context, f func(*T)) error {
+	defer runtime.KeepAlive(x) // see object
 	return x.locked(ctx, "Value", func() {
 		v := x.Load()
 		f(&v)
@@ -163,7 +168,10 @@ func (a *Array[T]) Slice() []T {
 }
 
 // Lock acquires the Array's lock, as Lock.Lock does.
-func (a *Array[T]) Lock(ctx context.Context) error { return a.lock(ctx, "Array") }
+func (a *Array[T]) Lock(ctx context.Context) error {
+	defer runtime.KeepAlive(a) // see object
+	return a.lock(ctx, "Array")
+}
 
 // Unlock releases the Array's lock, as Lock.Unlock does.
 func (a *Array[T]) Unlock() error { return a.unlock("Array") }
@@ -173,12 +181,14 @@ func (a *Array[T]) Unlock() error { return a.unlock("Array") }
 // What f reads and writes is plain memory: safe against other holders of
 // the lock, not against Store or Add by a process that does not hold it.
 func (a *Array[T]) Update(ctx context.Context, f func([]T)) error {
+	defer runtime.KeepAlive(a) // see object
 	return a.locked(ctx, "Array", func() { f(a.Slice()) })
 }
 
 // Copy returns a copy of the elements, read under the Array's lock, as
 // Python's arr[:] does.
 func (a *Array[T]) Copy(ctx context.Context) ([]T, error) {
+	defer runtime.KeepAlive(a) // see object
 	var out []T
 	err := a.locked(ctx, "Array", func() { out = append([]T(nil), a.Slice()...) })
 	if out == nil {
