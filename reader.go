@@ -87,7 +87,7 @@ func (s *slot) readFrames(wc *workerConn, r reading) bool {
 			// that is gone, and be blamed for its end.
 			s.p.mu.Lock()
 			if s.wc == wc {
-				s.ready = false
+				s.state = slotDying
 			}
 			s.p.mu.Unlock()
 			wc.readEnd = true

@@ -24,7 +24,7 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	next = time.Hour
-	if !s.ready {
+	if s.state != slotServing {
 		return nil, nil, nil, false, false, next
 	}
 	wc = s.wc
@@ -236,7 +236,7 @@ func (p *Pool) kickAll() {
 	for _, s := range p.slots {
 		p.mu.Lock()
 		empty := p.queue.len() == 0
-		full := s.ready && len(s.inflight) >= s.depthLocked()
+		full := s.state == slotServing && len(s.inflight) >= s.depthLocked()
 		p.mu.Unlock()
 		if empty {
 			return
@@ -343,10 +343,10 @@ func (p *Pool) idleLocked(s *slot) bool {
 		if o == s || o.retire != "" {
 			continue
 		}
-		if o.ready && len(o.inflight) == 0 {
+		if o.state == slotServing && len(o.inflight) == 0 {
 			return true
 		}
-		if !o.ready && p.startFails == 0 && !p.closing {
+		if o.state != slotServing && p.startFails == 0 && !p.closing {
 			return true // starting, or about to: workers are not failing to start
 		}
 	}

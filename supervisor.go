@@ -15,12 +15,12 @@ import (
 // worker, feeds it tasks, watches its deadlines and memory, and replaces it
 // when it dies or is retired.
 //
-// A slot's states, as its supervisor moves it through them:
+// A slot's states (slotState), as its supervisor moves it through them:
 //
-//	starting  wc set, ready false: exec, handshake, Init (start); a failure
-//	          backs off and starts again
-//	serving   ready true: tasks are sent (step) and frames read (read);
-//	          retire set means no new task, and a restart once idle
+//	starting  exec, handshake, Init (start, wc set once the process runs);
+//	          a failure backs off and starts again
+//	serving   tasks are sent (step) and frames read (read); retire set
+//	          means no new task, and a restart once idle
 //	dying     the worker's connection ended or it was killed: its units
 //	          are settled (died), and the slot starts again
 //	stopped   the pool closed: the supervisor returns
@@ -32,7 +32,7 @@ type slot struct {
 
 	// Guarded by p.mu.
 	wc        *workerConn
-	ready     bool    // handshake and Init done, and its reader runs
+	state     slotState
 	inflight  []*unit // sent to the worker, in the order sent; [0] is running
 	headSince time.Time
 	// seenCancels is the pool's cancels when watchLocked last looked at
@@ -52,6 +52,30 @@ type slot struct {
 
 	forgetMu sync.Mutex
 	forgets  []uint64 // handles closed, for the worker to drop
+}
+
+// slotState is where a slot is in its worker's life (see slot).
+type slotState uint8
+
+const (
+	slotStarting slotState = iota // no worker yet, or one in its handshake and Init
+	slotServing                   // handshake and Init done, and its reader runs
+	slotDying                     // its worker's connection ended: it is not to be sent tasks
+	slotStopped                   // the pool closed
+)
+
+func (st slotState) String() string {
+	switch st {
+	case slotStarting:
+		return "starting"
+	case slotServing:
+		return "serving"
+	case slotDying:
+		return "dying"
+	case slotStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("slotState(%d)", uint8(st))
 }
 
 func (s *slot) poke() {
@@ -208,7 +232,7 @@ func (s *slot) serve(wc *workerConn) bool {
 	// Ready (counted in Stats, eligible for tasks it would steal) only
 	// once it is served: its reader runs.
 	p.mu.Lock()
-	s.ready = true
+	s.state = slotServing
 	p.mu.Unlock()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -289,7 +313,10 @@ func (s *slot) died(wc *workerConn, err error) {
 
 	p.mu.Lock()
 	inflight := s.inflight
-	s.inflight, s.wc, s.ready = nil, nil, false
+	s.inflight, s.wc, s.state = nil, nil, slotStarting
+	if p.closing {
+		s.state = slotStopped
+	}
 	cause := s.retire
 	if err != nil {
 		cause = exitCause(exit)
