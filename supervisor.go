@@ -242,24 +242,24 @@ func (s *slot) serve(wc *workerConn) bool {
 			mem = s.sampleMemory(wc)
 		}
 		s.sendMu.Lock()
-		_, frames, drop, kill, retire, next := s.step(time.Now(), mem)
-		s.send(wc, frames)
-		clear(frames)
+		d := s.step(time.Now(), mem)
+		s.send(wc, d.frames)
+		clear(d.frames)
 		s.sendMu.Unlock()
-		for _, u := range drop {
+		for _, u := range d.drop {
 			p.release(u, wire.Result{}, u.failed)
 		}
-		if kill {
+		if d.kill {
 			wc.child.KillGroup()
 		}
-		if retire {
+		if d.retire {
 			wc.close()
 			wakeReader(wc)
 			<-dead
 			s.died(wc, nil)
 			return true
 		}
-		timer.Reset(next)
+		timer.Reset(d.next)
 		select {
 		case <-s.wake:
 		case <-timer.C:
