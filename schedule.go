@@ -44,10 +44,10 @@ func (s *slot) step(now time.Time, mem memSample) (d plan) {
 	// until they are sent, and the next step reuses it.
 	frames := s.frames[:0]
 	defer func() { s.frames, d.frames = frames, frames }()
-	if s.retire == "" && p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
-		s.retire = "max-tasks"
+	if s.retire == causeNone && p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
+		s.retire = causeMaxTasks
 	}
-	for s.retire == "" && len(s.inflight) < s.depthLocked() {
+	for s.retire == causeNone && len(s.inflight) < s.depthLocked() {
 		if len(s.inflight) > 0 && p.idleLocked(s) {
 			// Do not queue a task behind a running one while another
 			// worker is idle, or starting: it goes to that worker instead.
@@ -92,13 +92,13 @@ func (s *slot) step(now time.Time, mem memSample) (d plan) {
 		s.tasks++
 		frames = append(frames, frame{kind: wire.KindTask, id: u.id, head: u.head, body: u.args, handles: u.handles, u: u})
 		if p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
-			s.retire = "max-tasks"
+			s.retire = causeMaxTasks
 		}
 	}
 	frames = s.watchLocked(now, mem, frames, &d.kill, &d.next)
 	switch {
 	case d.kill:
-	case s.retire != "":
+	case s.retire != causeNone:
 		d.retire = len(s.inflight) == 0
 	case len(s.inflight) == 0:
 		p.stealLocked(s)
@@ -276,9 +276,9 @@ func (s *slot) watchLocked(now time.Time, mem memSample, frames []frame, kill *b
 		}
 		if u.failed == nil && !u.splitting {
 			if u.c.ctx.Err() != nil {
-				u.failed, u.cause = context.Cause(u.c.ctx), "cancel"
+				u.failed, u.cause = context.Cause(u.c.ctx), causeCancel
 			} else if i == 0 && u.c.timeout > 0 && !now.Before(s.headSince.Add(u.budget())) {
-				u.cause = "timeout"
+				u.cause = causeTimeout
 				if u.n > 1 {
 					// The worker did not report the item at fault: its
 					// items are run again in smaller chunks. No cancel
@@ -306,7 +306,7 @@ func (s *slot) watchLocked(now time.Time, mem memSample, frames []frame, kill *b
 		}
 		switch {
 		case !u.killAt.IsZero() && !now.Before(u.killAt):
-			*kill, s.kill, s.killID = true, u.cause, u.id
+			*kill, s.kill, s.killID = true, killReason{cause: u.cause}, u.id
 		case !u.killAt.IsZero():
 			*next = min(*next, u.killAt.Sub(now))
 		case u.c.timeout > 0:
@@ -318,9 +318,9 @@ func (s *slot) watchLocked(now time.Time, mem memSample, frames []frame, kill *b
 			rss := mem.rss
 			if u.failed == nil {
 				u.failed = fmt.Errorf("%w: worker %d reached %d bytes, over the %d-byte WorkerMemoryLimit", ErrMemoryLimit, s.wc.child.PID(), rss, p.hardMemory)
-				u.cause = "memory"
+				u.cause = causeMemory
 			}
-			*kill, s.kill, s.killID = true, u.cause, u.id
+			*kill, s.kill, s.killID = true, killReason{cause: u.cause}, u.id
 		}
 		*next = min(*next, 50*time.Millisecond)
 	}
@@ -352,7 +352,7 @@ func (s *slot) sampleMemory(wc *workerConn) memSample {
 // starting while starts succeed: one that can take a task at once, or soon.
 func (p *Pool) idleLocked(s *slot) bool {
 	for _, o := range p.slots {
-		if o == s || o.retire != "" {
+		if o == s || o.retire != causeNone {
 			continue
 		}
 		if o.state == slotServing && len(o.inflight) == 0 {

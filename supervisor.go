@@ -41,8 +41,8 @@ type slot struct {
 	seenCancels uint64
 	rescan      bool
 	tasks       int           // tasks sent to this worker
-	retire      string        // why the worker is to be replaced once idle
-	kill        string        // why the worker was killed
+	retire      cause         // why the worker is to be replaced once idle
+	kill        killReason    // why the worker was killed
 	killID      uint64        // the task it was killed for
 	avgTask     time.Duration // a moving average of how long its tasks take, for its depth
 
@@ -149,7 +149,7 @@ func (s *slot) start() (*workerConn, error) {
 		wc.kill()
 		return nil, ErrPoolClosed
 	}
-	s.wc, s.tasks, s.retire, s.kill, s.killID = wc, 0, "", "", 0
+	s.wc, s.tasks, s.retire, s.kill, s.killID = wc, 0, causeNone, killReason{}, 0
 	p.mu.Unlock()
 	err = wc.handshake(p.opts.Worker.startTimeout())
 	if err == nil && p.opts.Init.fn != "" {
@@ -194,7 +194,7 @@ func (s *slot) runInit(wc *workerConn) error {
 		return fmt.Errorf("%w: sending Init %s to worker %d: %w", ErrWorkerStart, in.fn, wc.child.PID(), err)
 	}
 	if err != nil {
-		exit := wc.exitError("")
+		exit := wc.exitError(killReason{})
 		wc.kill()
 		return fmt.Errorf("%w: worker %d died running Init %s: %w", ErrWorkerStart, exit.PID, in.fn, exit)
 	}
@@ -306,9 +306,9 @@ func (s *slot) stop(wc *workerConn, dead <-chan error) error {
 func (s *slot) died(wc *workerConn, err error) {
 	p := s.p
 	p.mu.Lock()
-	reason, killedID := s.kill, s.killID
+	kill, killedID := s.kill, s.killID
 	p.mu.Unlock()
-	exit := wc.exitError(reason)
+	exit := wc.exitError(kill)
 	wc.close()
 
 	p.mu.Lock()
@@ -324,7 +324,7 @@ func (s *slot) died(wc *workerConn, err error) {
 	closing := p.closing
 	if !closing {
 		p.stats.Restarts++
-		p.stats.RestartCauses[cause]++
+		p.stats.RestartCauses[cause.String()]++
 	}
 	failed, requeue := p.settleLocked(inflight, exit, killedID)
 	p.mu.Unlock()
@@ -420,17 +420,15 @@ func (p *Pool) replaceLocked(u *unit, parts ...*unit) []*unit {
 	return parts
 }
 
-// exitCause names why a worker ended, for Stats.
-func exitCause(exit *ExitError) string {
+// exitCause says why a worker ended, for Stats.
+func exitCause(exit *ExitError) cause {
 	switch {
-	case strings.HasPrefix(exit.Reason, "protocol"):
-		return "protocol"
-	case exit.Reason != "":
-		return exit.Reason
+	case exit.kill.cause != causeNone:
+		return exit.kill.cause
 	case exit.Signal() != nil:
-		return "signal"
+		return causeSignal
 	}
-	return "exit"
+	return causeExit
 }
 
 // hasEnv reports whether env sets key.
