@@ -103,6 +103,8 @@ func errKind(err error) string {
 		return "memory"
 	case errors.Is(err, ErrWorkerStart):
 		return "start"
+	case errors.Is(err, wire.ErrMalformed):
+		return "malformed"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	case errors.Is(err, context.DeadlineExceeded):
