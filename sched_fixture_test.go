@@ -37,7 +37,7 @@ func schedPool(n int, opts PoolOptions) *Pool {
 	return p
 }
 
-// serve makes s serving, with a worker connection that is never written
+// serveForTest makes s serving, with a worker connection that is never written
 // to: a plan's frames are looked at, not sent.
 func (s *slot) serveForTest() *workerConn {
 	wc := &workerConn{child: &spawn.Child{Cmd: &exec.Cmd{Process: &os.Process{Pid: 1000 + s.n}}}}
