@@ -196,6 +196,7 @@ type outcomeErr struct {
 	Signal   int // the signal's number, if one killed it
 	Output   []byte
 	Reason   string
+	Protocol string // what the worker sent, if it was killed for breaking the protocol
 	Sentinel string
 	Host     string
 }
@@ -368,6 +369,9 @@ func describeOutcome(err error) outcomeErr {
 	switch {
 	case errors.As(err, &exit):
 		o.Kind, o.PID, o.Code, o.Output, o.Reason = "exit", exit.PID, exit.ExitCode(), exit.Output, exit.Reason
+		if exit.kill.cause == causeProtocol {
+			o.Protocol = trimPrefix(exit.kill.err)
+		}
 		if sig, ok := exit.Signal().(syscall.Signal); ok {
 			o.Signal = int(sig)
 		}
@@ -389,8 +393,12 @@ func describeOutcome(err error) outcomeErr {
 func (o outcomeErr) error() error {
 	switch o.Kind {
 	case "exit":
-		return &ExitError{PID: o.PID, Output: o.Output, Reason: o.Reason, Host: o.Host,
+		exit := &ExitError{PID: o.PID, Output: o.Output, Reason: o.Reason, Host: o.Host,
 			remote: &remoteExit{code: o.Code, signal: syscall.Signal(o.Signal)}}
+		if o.Protocol != "" {
+			exit.kill = killReason{causeProtocol, errors.New(o.Protocol)}
+		}
+		return exit
 	case "timeout":
 		return &prefixedError{prefix: "mp: ", err: errors.New(trimPrefix(errors.New(o.Msg))), sentinel: ErrTaskTimeout}
 	case "deadline":

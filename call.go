@@ -86,7 +86,7 @@ type unit struct {
 type flight struct {
 	id         uint64    // the task ID its worker knows it by
 	failed     error     // the outcome, once decided by a cancel, a timeout or a kill
-	cause      string    // why it was stopped, for Stats
+	cause      cause     // why it was stopped, for Stats
 	splitting  bool      // overran its timeout: to be run again in smaller chunks
 	overrun    int       // 1 + the index of the item its worker reported overrunning; 0 if none
 	stolen     bool      // an idle worker wants it: revoke it from this one

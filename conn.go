@@ -189,7 +189,7 @@ func (wc *workerConn) handshake(timeout time.Duration) error {
 		return fmt.Errorf("%w: worker %d did not answer within %v: does main call mp.Main() as its first statement (and TestMain, in tests)?", ErrWorkerStart, pid, timeout)
 	case peerGone(err):
 		wc.close()
-		exit := wc.exitError("")
+		exit := wc.exitError(killReason{})
 		if exit.State != nil && exit.State.Success() {
 			return fmt.Errorf("%w: worker %d exited without a handshake: main does not call mp.Main() as its first statement (and TestMain, in tests): %w", ErrWorkerStart, pid, exit)
 		}
@@ -214,7 +214,7 @@ func (wc *workerConn) close() {
 }
 
 // exitError waits for the worker, which is dead or dying, and describes its end.
-func (wc *workerConn) exitError(reason string) *ExitError {
+func (wc *workerConn) exitError(kill killReason) *ExitError {
 	select {
 	case <-wc.child.Done():
 	case <-time.After(5 * time.Second):
@@ -222,7 +222,7 @@ func (wc *workerConn) exitError(reason string) *ExitError {
 		wc.child.KillGroup()
 		<-wc.child.Done()
 	}
-	return &ExitError{PID: wc.child.PID(), State: wc.child.State(), Output: wc.child.Output(), Reason: reason}
+	return &ExitError{PID: wc.child.PID(), State: wc.child.State(), Output: wc.child.Output(), Reason: kill.String(), kill: kill}
 }
 
 // peerGone reports whether err means the other end of a connection closed:

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -157,6 +156,7 @@ type ExitError struct {
 	Output []byte
 	// Reason is set when mp killed the worker: the deadline, the memory limit.
 	Reason string
+	kill   killReason // why mp killed it, for Error and Is
 	// Host is set for a worker on a worker host, which ran the task for a
 	// pool of natspool: State is nil then, and PID is the pid there.
 	Host string
@@ -175,9 +175,9 @@ type remoteExit struct {
 func (e *ExitError) Error() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "mp: worker %d ", e.PID)
-	if what, ok := strings.CutPrefix(e.Reason, "protocol error: "); ok {
+	if e.kill.cause == causeProtocol {
 		// How it ended says nothing: mp killed it for what it sent.
-		fmt.Fprintf(&b, "broke the protocol and was killed: %s", what)
+		fmt.Fprintf(&b, "broke the protocol and was killed: %s", trimPrefix(e.kill.err))
 		return b.String()
 	}
 	if e.Host != "" {
@@ -207,7 +207,7 @@ func (e *ExitError) Error() string {
 // Is reports whether target is [ErrProtocol] and the worker was killed for
 // breaking the protocol.
 func (e *ExitError) Is(target error) bool {
-	return target == ErrProtocol && strings.HasPrefix(e.Reason, "protocol error: ")
+	return target == ErrProtocol && e.kill.cause == causeProtocol
 }
 
 // ExitCode returns the worker's exit code, or -1 if a signal killed it.

@@ -43,8 +43,8 @@ type handle struct {
 	mu        sync.Mutex
 	fd        int // -1 once the last reference is gone
 	refs      int
-	slots     map[*slot]bool // pool workers it was sent to, told to drop it at the end
-	forgotten bool           // in a worker: its parent closed it
+	sinks     map[handleSink]bool // pool workers it was sent to, told to drop it at the end
+	forgotten bool                // in a worker: its parent closed it
 
 	rlock    *rlockState  // an RLock's state in this process
 	semEntry atomic.Int32 // a Semaphore's table entry of this process, plus one
@@ -157,12 +157,12 @@ func (h *handle) acquire() bool {
 // release drops a reference; the last one unmaps and closes it.
 func (h *handle) release() {
 	h.mu.Lock()
-	var tell map[*slot]bool
+	var tell map[handleSink]bool
 	if h.refs--; h.refs == 0 && h.fd >= 0 {
 		shmem.Unmap(h.mem)
 		shmem.Close(h.fd)
 		h.fd = -1
-		tell, h.slots = h.slots, nil
+		tell, h.sinks = h.sinks, nil
 		if h.forgotten {
 			lingering.Add(-1)
 		}
@@ -176,14 +176,21 @@ func (h *handle) release() {
 	}
 }
 
-// sentTo records that the worker of pool slot s has the handle.
-func (h *handle) sentTo(s *slot) {
+// A handleSink is where a handle's descriptor was sent for good: a pool's
+// worker place (slot), whose worker is told to drop the handle once its
+// last reference here is gone.
+type handleSink interface {
+	forget(id uint64)
+}
+
+// sentTo records that the worker of s has the handle.
+func (h *handle) sentTo(s handleSink) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.slots == nil {
-		h.slots = make(map[*slot]bool)
+	if h.sinks == nil {
+		h.sinks = make(map[handleSink]bool)
 	}
-	h.slots[s] = true
+	h.sinks[s] = true
 }
 
 // descriptor returns the handle's descriptor; the caller holds a reference.
@@ -416,9 +423,11 @@ func holds(t reflect.Type, seen map[reflect.Type]bool) bool {
 }
 
 // sendHandles sends wc's worker the descriptors of hs it has not had yet,
-// before the frame that needs them. The caller holds what serializes
-// writes to wc, and a reference to each handle.
-func (wc *workerConn) sendHandles(hs []*handle, s *slot) error {
+// before the frame that needs them, and records them as sent to s, if s is
+// not nil (a worker that lives on, and must drop them when they close).
+// The caller holds what serializes writes to wc, and a reference to each
+// handle.
+func (wc *workerConn) sendHandles(hs []*handle, s handleSink) error {
 	var ids []uint64
 	var fds []int
 	for _, h := range hs {

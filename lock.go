@@ -116,19 +116,24 @@ var myPID = uint32(os.Getpid())
 // before it sleeps: a lock held for a moment is taken without a system call.
 const spins = 8
 
-func lockWord(ctx context.Context, w *uint32) error {
-	contended := false
+// spin tries take, and spins times more while it fails, yielding in
+// between; it returns take's last outcome. The start of every wait on a
+// lock or a semaphore: the caller sleeps on a futex only if spin failed.
+func spin(take func() (bool, error)) (bool, error) {
 	for i := 0; ; i++ {
-		// The owner's life is checked only once a wait has lasted deadPoll:
-		// reading /proc on every try would cost more than the lock.
-		ok, err := tryLockWord(w, contended, false)
-		if ok {
-			return err
+		if ok, err := take(); ok || i == spins {
+			return ok, err
 		}
-		if i < spins {
-			runtime.Gosched()
-			continue
-		}
+		runtime.Gosched()
+	}
+}
+
+func lockWord(ctx context.Context, w *uint32) error {
+	// The owner's life is checked only once a wait has lasted deadPoll:
+	// reading /proc on every try would cost more than the lock.
+	contended := false
+	ok, err := spin(func() (bool, error) { return tryLockWord(w, false, false) })
+	for ; !ok; ok, err = tryLockWord(w, contended, false) {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
@@ -150,6 +155,7 @@ func lockWord(ctx context.Context, w *uint32) error {
 			}
 		}
 	}
+	return err
 }
 
 func unlockWord(w *uint32) error {

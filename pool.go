@@ -112,7 +112,7 @@ func (w workers) close()            {}
 func (w workers) stopLocked(match func(*call) bool) ([]*unit, func()) {
 	if match == nil {
 		for _, s := range w.p.slots {
-			if s.wc != nil && (!s.ready || len(s.inflight) > 0) {
+			if s.wc != nil && (s.state != slotServing || len(s.inflight) > 0) {
 				// Busy, or still starting (a handshake, an Init): killed
 				// now. Its supervisor stops an idle one gently.
 				s.wc.child.KillGroup()
@@ -125,7 +125,7 @@ func (w workers) stopLocked(match func(*call) bool) ([]*unit, func()) {
 
 func (w workers) countLocked(st *Stats) {
 	for _, s := range w.p.slots {
-		if s.ready {
+		if s.state == slotServing {
 			st.Workers++
 		}
 		for _, u := range s.inflight {
@@ -574,7 +574,7 @@ func (p *Pool) startFailed(err error) {
 // anyReadyLocked reports whether some worker is ready to take tasks.
 func (p *Pool) anyReadyLocked() bool {
 	for _, s := range p.slots {
-		if s.ready {
+		if s.state == slotServing {
 			return true
 		}
 	}

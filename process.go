@@ -163,7 +163,7 @@ func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 	if err != nil && !peerGone(err) {
 		wc.child.KillGroup() // alive but not speaking the protocol
 		p.err = p.withCause(fmt.Errorf("mp: %s: worker %d: %w", p.fn, wc.child.PID(), err))
-		wc.exitError("")
+		wc.exitError(killReason{})
 		return
 	}
 	if err == nil {
@@ -180,7 +180,7 @@ func (p *Process[R]) run(startTimeout time.Duration, head, payload []byte) {
 		settled = true
 		close(p.settled)
 	}
-	exit := wc.exitError("")
+	exit := wc.exitError(killReason{})
 	if err != nil {
 		p.err = p.withCause(exit)
 	}

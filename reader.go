@@ -87,7 +87,7 @@ func (s *slot) readFrames(wc *workerConn, r reading) bool {
 			// that is gone, and be blamed for its end.
 			s.p.mu.Lock()
 			if s.wc == wc {
-				s.ready = false
+				s.state = slotDying
 			}
 			s.p.mu.Unlock()
 			wc.readEnd = true
@@ -163,8 +163,8 @@ func (p *Pool) readFor(c *call, r reading) bool {
 // protocolError kills a worker that cannot be talked to, and records why.
 func (s *slot) protocolError(wc *workerConn, err error) {
 	s.p.mu.Lock()
-	if s.wc == wc && s.kill == "" {
-		s.kill = "protocol error: " + trimPrefix(err)
+	if s.wc == wc && s.kill.cause == causeNone {
+		s.kill = killReason{causeProtocol, err}
 	}
 	s.p.mu.Unlock()
 	wc.child.KillGroup()
@@ -199,8 +199,8 @@ func (s *slot) handle(wc *workerConn, f wire.Frame) error {
 		s.protocolError(wc, err)
 		return err
 	}
-	if p.opts.MaxWorkerMemory > 0 && res.RSS > uint64(p.opts.MaxWorkerMemory) && s.retire == "" {
-		s.retire = "recycle-memory"
+	if p.opts.MaxWorkerMemory > 0 && res.RSS > uint64(p.opts.MaxWorkerMemory) && s.retire == causeNone {
+		s.retire = causeRecycleMemory
 	}
 	revoked := f.Kind == wire.KindRevoked && u.failed == nil
 	if revoked {
@@ -214,7 +214,7 @@ func (s *slot) handle(wc *workerConn, f wire.Frame) error {
 	switch {
 	case revoked:
 		p.wakeAll()
-	case u.cause == "timeout" && u.n == 1 && f.Kind == wire.KindResult && res.N == 1 && len(res.Failures) == 0:
+	case u.cause == causeTimeout && u.n == 1 && f.Kind == wire.KindResult && res.N == 1 && len(res.Failures) == 0:
 		// The parent's clock said the task ran past its timeout, but it
 		// returned a value within the grace: keep it. The parent counts
 		// from when it sent the task, so a busy machine's late wake-up of
@@ -251,13 +251,13 @@ func (s *slot) overrun(wc *workerConn, f wire.Frame) error {
 	case u == nil:
 		// Its result came first: the worker exits for a task that is done,
 		// and the one it runs now is not at fault.
-		if s.kill == "" {
-			s.kill, s.killID = "timeout", f.ID
+		if s.kill.cause == causeNone {
+			s.kill, s.killID = killReason{cause: causeTimeout}, f.ID
 		}
 	case u.failed == nil:
-		u.overrun, u.cause = k+1, "timeout"
-		if s.kill == "" {
-			s.kill, s.killID = "timeout", u.id
+		u.overrun, u.cause = k+1, causeTimeout
+		if s.kill.cause == causeNone {
+			s.kill, s.killID = killReason{cause: causeTimeout}, u.id
 		}
 	}
 	p.mu.Unlock()

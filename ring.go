@@ -138,6 +138,18 @@ func (r ring) copyOut(dst []byte, pos uint64, n int) []byte {
 	return append(dst, r.data[:n-(end-i)]...)
 }
 
+// await waits for the other side to move the word at off on from seen:
+// busy-waiting the first time of a wait (spin 0), asleep on the futex
+// after. It returns the spin to pass the next time of the same wait.
+func (r ring) await(ctx context.Context, spin, off, waitersOff int, seen uint32) int {
+	if spin < ringSpin {
+		r.spinWait(off, seen)
+	} else {
+		r.wait(ctx, off, waitersOff, seen)
+	}
+	return ringSpin
+}
+
 // wait sleeps on the word at off while it is seen, counting itself among
 // the waiters at waitersOff, for at most deadPoll or until ctx's deadline.
 func (r ring) wait(ctx context.Context, off, waitersOff int, seen uint32) {
@@ -227,12 +239,7 @@ func (r ring) put(ctx context.Context, b []byte, peerGone func() error) error {
 				}
 				return context.Cause(ctx)
 			}
-			if spin < ringSpin {
-				spin = ringSpin
-				r.spinWait(rSpaceSeq, seen)
-			} else {
-				r.wait(ctx, rSpaceSeq, rPutWaiters, seen)
-			}
+			spin = r.await(ctx, spin, rSpaceSeq, rPutWaiters, seen)
 			continue
 		}
 		spin = 0
@@ -321,12 +328,7 @@ func (r ring) get(ctx context.Context, buf []byte, peerGone func() error) ([]byt
 				}
 				return nil, err
 			}
-			if spin < ringSpin {
-				spin = ringSpin
-				r.spinWait(rDataSeq, seen)
-			} else {
-				r.wait(ctx, rDataSeq, rGetWaiters, seen)
-			}
+			spin = r.await(ctx, spin, rDataSeq, rGetWaiters, seen)
 			continue
 		}
 		spin = 0

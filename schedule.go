@@ -12,30 +12,42 @@ import (
 	"github.com/go-mp/mp/internal/worker"
 )
 
+// plan is what step decided the slot's worker is to be sent and what is
+// to be done with it.
+type plan struct {
+	wc     *workerConn   // the worker the frames are for; nil if the slot has none serving
+	frames []frame       // to send, in order: new tasks, cancellations, revocations
+	drop   []*unit       // to release with their failed error: they ended before they were sent
+	kill   bool          // kill the worker
+	retire bool          // the worker is to be retired: it is idle
+	next   time.Duration // how long the supervisor may sleep before it steps again
+}
+
 // step decides, under the pool's lock, what the supervisor does next:
 // frames to send (new tasks, cancellations, revocations), whether to kill
 // or retire the worker, and how long it may sleep.
 //
-// It returns the worker the frames are for, and does nothing (and returns
-// nil) if the slot has no worker ready. The caller must hold s.sendMu, so
-// that frames reach the worker in the order step put their units in flight.
-func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []frame, drop []*unit, kill, retire bool, next time.Duration) {
+// It does nothing (its plan has a nil wc) if the slot has no worker
+// serving. The caller must hold s.sendMu, so that frames reach the worker
+// in the order step put their units in flight.
+func (s *slot) step(now time.Time, mem memSample) (d plan) {
 	p := s.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	next = time.Hour
-	if !s.ready {
-		return nil, nil, nil, false, false, next
+	d.next = time.Hour
+	if s.state != slotServing {
+		return d
 	}
-	wc = s.wc
+	wc := s.wc
+	d.wc = wc
 	// The frames go into the slot's own buffer: the caller holds sendMu
 	// until they are sent, and the next step reuses it.
-	frames = s.frames[:0]
-	defer func() { s.frames = frames }()
-	if s.retire == "" && p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
-		s.retire = "max-tasks"
+	frames := s.frames[:0]
+	defer func() { s.frames, d.frames = frames, frames }()
+	if s.retire == causeNone && p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
+		s.retire = causeMaxTasks
 	}
-	for s.retire == "" && len(s.inflight) < s.depthLocked() {
+	for s.retire == causeNone && len(s.inflight) < s.depthLocked() {
 		if len(s.inflight) > 0 && p.idleLocked(s) {
 			// Do not queue a task behind a running one while another
 			// worker is idle, or starting: it goes to that worker instead.
@@ -51,7 +63,7 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 			u.failed = context.Cause(u.c.ctx)
 		}
 		if u.failed != nil {
-			drop = append(drop, u)
+			d.drop = append(d.drop, u)
 			continue
 		}
 		p.nextID++
@@ -80,18 +92,18 @@ func (s *slot) step(now time.Time, mem memSample) (wc *workerConn, frames []fram
 		s.tasks += u.n
 		frames = append(frames, frame{kind: wire.KindTask, id: u.id, head: u.head, body: u.args, handles: u.handles, u: u})
 		if p.opts.MaxTasksPerWorker > 0 && s.tasks >= p.opts.MaxTasksPerWorker {
-			s.retire = "max-tasks"
+			s.retire = causeMaxTasks
 		}
 	}
-	frames = s.watchLocked(now, mem, frames, &kill, &next)
+	frames = s.watchLocked(now, mem, frames, &d.kill, &d.next)
 	switch {
-	case kill:
-	case s.retire != "":
-		retire = len(s.inflight) == 0
+	case d.kill:
+	case s.retire != causeNone:
+		d.retire = len(s.inflight) == 0
 	case len(s.inflight) == 0:
 		p.stealLocked(s)
 	}
-	return wc, frames, drop, kill, retire, next
+	return d
 }
 
 // kick does at once, on the calling goroutine (a caller that queued work,
@@ -106,24 +118,24 @@ func (s *slot) kick(fromReader bool) {
 		s.poke()
 		return
 	}
-	wc, frames, drop, kill, retire, next := s.step(time.Now(), memSample{})
+	d := s.step(time.Now(), memSample{})
 	var err error
 	deferred := false
 	switch {
-	case wc == nil:
-	case fromReader && framesSize(frames) > readerWriteMax:
+	case d.wc == nil:
+	case fromReader && framesSize(d.frames) > readerWriteMax:
 		// The reader must not block on a long write while the worker
 		// waits for it to read: the supervisor writes these.
-		s.deferred, s.deferredWC, deferred = append(s.deferred, frames...), wc, true
+		s.deferred, s.deferredWC, deferred = append(s.deferred, d.frames...), d.wc, true
 	default:
-		err = s.send(wc, frames)
+		err = s.send(d.wc, d.frames)
 	}
-	clear(frames) // keep no task's bytes alive
+	clear(d.frames) // keep no task's bytes alive
 	s.sendMu.Unlock()
-	for _, u := range drop {
+	for _, u := range d.drop {
 		s.p.release(u, wire.Result{}, u.failed)
 	}
-	if wc == nil || err != nil || deferred || kill || retire || next < time.Hour {
+	if d.wc == nil || err != nil || deferred || d.kill || d.retire || d.next < time.Hour {
 		s.poke()
 	}
 }
@@ -236,7 +248,7 @@ func (p *Pool) kickAll() {
 	for _, s := range p.slots {
 		p.mu.Lock()
 		empty := p.queue.len() == 0
-		full := s.ready && len(s.inflight) >= s.depthLocked()
+		full := s.state == slotServing && len(s.inflight) >= s.depthLocked()
 		p.mu.Unlock()
 		if empty {
 			return
@@ -264,9 +276,9 @@ func (s *slot) watchLocked(now time.Time, mem memSample, frames []frame, kill *b
 		}
 		if u.failed == nil && !u.splitting {
 			if u.c.ctx.Err() != nil {
-				u.failed, u.cause = context.Cause(u.c.ctx), "cancel"
+				u.failed, u.cause = context.Cause(u.c.ctx), causeCancel
 			} else if i == 0 && u.c.timeout > 0 && !now.Before(s.headSince.Add(u.budget())) {
-				u.cause = "timeout"
+				u.cause = causeTimeout
 				if u.n > 1 {
 					// The worker did not report the item at fault: its
 					// items are run again in smaller chunks. No cancel
@@ -294,7 +306,7 @@ func (s *slot) watchLocked(now time.Time, mem memSample, frames []frame, kill *b
 		}
 		switch {
 		case !u.killAt.IsZero() && !now.Before(u.killAt):
-			*kill, s.kill, s.killID = true, u.cause, u.id
+			*kill, s.kill, s.killID = true, killReason{cause: u.cause}, u.id
 		case !u.killAt.IsZero():
 			*next = min(*next, u.killAt.Sub(now))
 		case u.c.timeout > 0:
@@ -306,9 +318,9 @@ func (s *slot) watchLocked(now time.Time, mem memSample, frames []frame, kill *b
 			rss := mem.rss
 			if u.failed == nil {
 				u.failed = fmt.Errorf("%w: worker %d reached %d bytes, over the %d-byte WorkerMemoryLimit", ErrMemoryLimit, s.wc.child.PID(), rss, p.hardMemory)
-				u.cause = "memory"
+				u.cause = causeMemory
 			}
-			*kill, s.kill, s.killID = true, u.cause, u.id
+			*kill, s.kill, s.killID = true, killReason{cause: u.cause}, u.id
 		}
 		*next = min(*next, 50*time.Millisecond)
 	}
@@ -340,13 +352,13 @@ func (s *slot) sampleMemory(wc *workerConn) memSample {
 // starting while starts succeed: one that can take a task at once, or soon.
 func (p *Pool) idleLocked(s *slot) bool {
 	for _, o := range p.slots {
-		if o == s || o.retire != "" {
+		if o == s || o.retire != causeNone {
 			continue
 		}
-		if o.ready && len(o.inflight) == 0 {
+		if o.state == slotServing && len(o.inflight) == 0 {
 			return true
 		}
-		if !o.ready && p.startFails == 0 && !p.closing {
+		if o.state != slotServing && p.startFails == 0 && !p.closing {
 			return true // starting, or about to: workers are not failing to start
 		}
 	}

@@ -230,14 +230,8 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 	}
 	c := s.word(semCount)
 	lastCheck := time.Now()
-	for i := 0; ; i++ {
-		if ok, err := s.take(false); ok {
-			return err
-		}
-		if i < spins {
-			runtime.Gosched()
-			continue
-		}
+	ok, err := spin(func() (bool, error) { return s.take(false) })
+	for ; !ok; ok, err = s.take(false) {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
@@ -254,6 +248,7 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 			}
 		}
 	}
+	return err
 }
 
 // Release gives a permit back. For a bounded semaphore, it returns an

@@ -15,12 +15,12 @@ import (
 // worker, feeds it tasks, watches its deadlines and memory, and replaces it
 // when it dies or is retired.
 //
-// A slot's states, as its supervisor moves it through them:
+// A slot's states (slotState), as its supervisor moves it through them:
 //
-//	starting  wc set, ready false: exec, handshake, Init (start); a failure
-//	          backs off and starts again
-//	serving   ready true: tasks are sent (step) and frames read (read);
-//	          retire set means no new task, and a restart once idle
+//	starting  exec, handshake, Init (start, wc set once the process runs);
+//	          a failure backs off and starts again
+//	serving   tasks are sent (step) and frames read (read); retire set
+//	          means no new task, and a restart once idle
 //	dying     the worker's connection ended or it was killed: its units
 //	          are settled (died), and the slot starts again
 //	stopped   the pool closed: the supervisor returns
@@ -32,7 +32,7 @@ type slot struct {
 
 	// Guarded by p.mu.
 	wc        *workerConn
-	ready     bool    // handshake and Init done, and its reader runs
+	state     slotState
 	inflight  []*unit // sent to the worker, in the order sent; [0] is running
 	headSince time.Time
 	// seenCancels is the pool's cancels when watchLocked last looked at
@@ -41,8 +41,8 @@ type slot struct {
 	seenCancels uint64
 	rescan      bool
 	tasks       int           // tasks (items) sent to this worker
-	retire      string        // why the worker is to be replaced once idle
-	kill        string        // why the worker was killed
+	retire      cause         // why the worker is to be replaced once idle
+	kill        killReason    // why the worker was killed
 	killID      uint64        // the task it was killed for
 	avgTask     time.Duration // a moving average of how long its tasks take, for its depth
 
@@ -52,6 +52,30 @@ type slot struct {
 
 	forgetMu sync.Mutex
 	forgets  []uint64 // handles closed, for the worker to drop
+}
+
+// slotState is where a slot is in its worker's life (see slot).
+type slotState uint8
+
+const (
+	slotStarting slotState = iota // no worker yet, or one in its handshake and Init
+	slotServing                   // handshake and Init done, and its reader runs
+	slotDying                     // its worker's connection ended: it is not to be sent tasks
+	slotStopped                   // the pool closed
+)
+
+func (st slotState) String() string {
+	switch st {
+	case slotStarting:
+		return "starting"
+	case slotServing:
+		return "serving"
+	case slotDying:
+		return "dying"
+	case slotStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("slotState(%d)", uint8(st))
 }
 
 func (s *slot) poke() {
@@ -125,7 +149,7 @@ func (s *slot) start() (*workerConn, error) {
 		wc.kill()
 		return nil, ErrPoolClosed
 	}
-	s.wc, s.tasks, s.retire, s.kill, s.killID = wc, 0, "", "", 0
+	s.wc, s.tasks, s.retire, s.kill, s.killID = wc, 0, causeNone, killReason{}, 0
 	p.mu.Unlock()
 	err = wc.handshake(p.opts.Worker.startTimeout())
 	if err == nil && p.opts.Init.fn != "" {
@@ -170,7 +194,7 @@ func (s *slot) runInit(wc *workerConn) error {
 		return fmt.Errorf("%w: sending Init %s to worker %d: %w", ErrWorkerStart, in.fn, wc.child.PID(), err)
 	}
 	if err != nil {
-		exit := wc.exitError("")
+		exit := wc.exitError(killReason{})
 		wc.kill()
 		return fmt.Errorf("%w: worker %d died running Init %s: %w", ErrWorkerStart, exit.PID, in.fn, exit)
 	}
@@ -208,7 +232,7 @@ func (s *slot) serve(wc *workerConn) bool {
 	// Ready (counted in Stats, eligible for tasks it would steal) only
 	// once it is served: its reader runs.
 	p.mu.Lock()
-	s.ready = true
+	s.state = slotServing
 	p.mu.Unlock()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -218,24 +242,24 @@ func (s *slot) serve(wc *workerConn) bool {
 			mem = s.sampleMemory(wc)
 		}
 		s.sendMu.Lock()
-		_, frames, drop, kill, retire, next := s.step(time.Now(), mem)
-		s.send(wc, frames)
-		clear(frames)
+		d := s.step(time.Now(), mem)
+		s.send(wc, d.frames)
+		clear(d.frames)
 		s.sendMu.Unlock()
-		for _, u := range drop {
+		for _, u := range d.drop {
 			p.release(u, wire.Result{}, u.failed)
 		}
-		if kill {
+		if d.kill {
 			wc.child.KillGroup()
 		}
-		if retire {
+		if d.retire {
 			wc.close()
 			wakeReader(wc)
 			<-dead
 			s.died(wc, nil)
 			return true
 		}
-		timer.Reset(next)
+		timer.Reset(d.next)
 		select {
 		case <-s.wake:
 		case <-timer.C:
@@ -282,14 +306,17 @@ func (s *slot) stop(wc *workerConn, dead <-chan error) error {
 func (s *slot) died(wc *workerConn, err error) {
 	p := s.p
 	p.mu.Lock()
-	reason, killedID := s.kill, s.killID
+	kill, killedID := s.kill, s.killID
 	p.mu.Unlock()
-	exit := wc.exitError(reason)
+	exit := wc.exitError(kill)
 	wc.close()
 
 	p.mu.Lock()
 	inflight := s.inflight
-	s.inflight, s.wc, s.ready = nil, nil, false
+	s.inflight, s.wc, s.state = nil, nil, slotStarting
+	if p.closing {
+		s.state = slotStopped
+	}
 	cause := s.retire
 	if err != nil {
 		cause = exitCause(exit)
@@ -297,7 +324,7 @@ func (s *slot) died(wc *workerConn, err error) {
 	closing := p.closing
 	if !closing {
 		p.stats.Restarts++
-		p.stats.RestartCauses[cause]++
+		p.stats.RestartCauses[cause.String()]++
 	}
 	failed, requeue := p.settleLocked(inflight, exit, killedID)
 	p.mu.Unlock()
@@ -393,17 +420,15 @@ func (p *Pool) replaceLocked(u *unit, parts ...*unit) []*unit {
 	return parts
 }
 
-// exitCause names why a worker ended, for Stats.
-func exitCause(exit *ExitError) string {
+// exitCause says why a worker ended, for Stats.
+func exitCause(exit *ExitError) cause {
 	switch {
-	case strings.HasPrefix(exit.Reason, "protocol"):
-		return "protocol"
-	case exit.Reason != "":
-		return exit.Reason
+	case exit.kill.cause != causeNone:
+		return exit.kill.cause
 	case exit.Signal() != nil:
-		return "signal"
+		return causeSignal
 	}
-	return "exit"
+	return causeExit
 }
 
 // hasEnv reports whether env sets key.
