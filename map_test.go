@@ -32,7 +32,7 @@ type crashKind struct {
 var crashKinds = []crashKind{
 	{
 		name: "SIGKILL of self",
-		do:   func() { syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} },
+		do:   func() { killSelf(); select {} },
 		want: "an *mp.ExitError for SIGKILL",
 		check: func(err error) bool {
 			exit, ok := errors.AsType[*mp.ExitError](err)
