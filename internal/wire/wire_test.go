@@ -489,7 +489,7 @@ func TestParseTaskMalformed(t *testing.T) {
 }
 
 func resultEqual(a, b Result) bool {
-	if a.RSS != b.RSS || a.N != b.N || len(a.Failures) != len(b.Failures) || !bytes.Equal(a.Values, b.Values) {
+	if a.RSS != b.RSS || a.N != b.N || a.All != b.All || len(a.Failures) != len(b.Failures) || !bytes.Equal(a.Values, b.Values) {
 		return false
 	}
 	for i, f := range a.Failures {
@@ -528,6 +528,7 @@ func validResults() []struct {
 		{name: "error", r: Result{N: 1, Failures: []Failure{{Index: 0, Status: StatusError, Info: info}}}},
 		{name: "panic with empty info", r: Result{N: 3, Failures: []Failure{{Index: 2, Status: StatusPanic}}, Values: []byte{0x83, 1, 1, 0}}},
 		{name: "many failures", r: many},
+		{name: "all failed", r: Result{N: 1000, All: true, Failures: []Failure{{Index: 0, Status: StatusError, Info: info}}}},
 		{name: "zero items", r: Result{}},
 	}
 }

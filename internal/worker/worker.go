@@ -537,13 +537,14 @@ func (s *server) watch(t *task, i int) *time.Timer {
 	})
 }
 
+// failAll fails every item of res with err. The report is one failure
+// for all the items (wire.Result.All), whatever their number: one per item
+// made the report of a chunk whose results were too large larger still,
+// and over the limit itself (issue 19).
 func (s *server) failAll(res *wire.Result, err error) {
-	info := s.errorInfo(err)
 	res.Values = nil
-	res.Failures = res.Failures[:0]
-	for i := range res.N {
-		res.Failures = append(res.Failures, wire.Failure{Index: i, Status: wire.StatusError, Info: info})
-	}
+	res.Failures = append(res.Failures[:0], wire.Failure{Index: 0, Status: wire.StatusError, Info: s.errorInfo(err)})
+	res.All = res.N > 1
 }
 
 // runFrom runs the items of t from i on, under one recover for all of
