@@ -156,7 +156,9 @@ type Stats struct {
 // has completed its handshake and its Init. ctx bounds this start-up only;
 // it is not kept. It returns [ErrNoMain] if Main was not called, and an
 // error wrapping [ErrWorkerStart] if a worker could not be started or its
-// Init failed; then no process is left behind.
+// Init failed; then no process is left behind. An option this system
+// cannot honour (the memory limits, off Linux) is an error matching
+// [errors.ErrUnsupported].
 //
 // Starting a pool costs about what starting its workers does: a pool of 2
 // started, used once and closed took 3.6ms in the run above, 1.6 times
@@ -172,6 +174,9 @@ func NewPool(ctx context.Context, opts PoolOptions) (*Pool, error) {
 		return nil, err
 	}
 	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	if err := opts.unsupported(thisPlatform); err != nil {
 		return nil, err
 	}
 	if opts.Init.err != nil {
