@@ -418,5 +418,8 @@ func decodeOutcome(b []byte, n int) (wire.Result, error) {
 	if err == nil && res.N != n {
 		err = fmt.Errorf("%w: %d results for %d items", wire.ErrMalformed, res.N, n)
 	}
+	if err == nil {
+		res.Expand()
+	}
 	return res, err
 }

@@ -38,8 +38,9 @@
 // Arguments and results travel as CBOR: numbers, strings, slices, maps and
 // structs with exported fields (with their cbor or json tags), and []byte
 // as it is, without a copy into another encoding. A function whose argument
-// or result type holds a channel or a function is an error at every call,
-// before any process starts. Register panics, at init, on a duplicate or
+// or result type holds a channel, a function, an interface with methods,
+// or a struct with fields but no exported ones (which would arrive as its
+// zero value) is an error at every call, before any process starts. Register panics, at init, on a duplicate or
 // invalid name.
 //
 // # Worker start-up

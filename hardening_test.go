@@ -210,6 +210,54 @@ func TestInterfaceFieldRefused(t *testing.T) {
 	}
 }
 
+// hiddenPair has no exported fields: the codec would send it as {}.
+type hiddenPair struct{ a, b int }
+
+var (
+	hardHiddenArg = mp.Register("test.hard.hidden-arg", func(ctx context.Context, p hiddenPair) (int, error) {
+		return p.a + p.b, nil
+	})
+	hardHiddenResult = mp.Register("test.hard.hidden-result", func(ctx context.Context, x int) (hiddenPair, error) {
+		return hiddenPair{x, x}, nil
+	})
+	hardHiddenNested = mp.Register("test.hard.hidden-nested", func(ctx context.Context, x struct{ P []hiddenPair }) (int, error) {
+		return len(x.P), nil
+	})
+)
+
+func TestNoExportedFieldsRefused(t *testing.T) {
+	// A struct without exported fields crossed as {}: the function got
+	// the zero value, and the call returned its result with no error.
+	t.Parallel()
+	p := newPool(t, mp.PoolOptions{Workers: 1})
+	ctx := bounded(t, 10*time.Second)
+	before := p.Stats().TasksDone
+	for _, tt := range []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"argument", func() error { _, err := mp.Apply(ctx, p, hardHiddenArg, hiddenPair{1, 2}); return err },
+			"mp: test.hard.hidden-arg: the argument type cannot be encoded: struct type mp_test.hiddenPair has no exported fields"},
+		{"result", func() error { _, err := mp.Apply(ctx, p, hardHiddenResult, 1); return err },
+			"mp: test.hard.hidden-result: the result type cannot be encoded: struct type mp_test.hiddenPair has no exported fields"},
+		{"nested", func() error {
+			_, err := mp.Map(ctx, p, hardHiddenNested, []struct{ P []hiddenPair }{{P: []hiddenPair{{1, 2}}}})
+			return err
+		}, "field P of struct { P []mp_test.hiddenPair }: in []mp_test.hiddenPair: struct type mp_test.hiddenPair has no exported fields"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "CBOR encodes only exported fields") {
+				t.Errorf("got %v, want an error containing %q and saying why", err, tt.want)
+			}
+		})
+	}
+	if p.Stats().TasksDone != before {
+		t.Error("a task ran")
+	}
+}
+
 func TestMessagesNameFunctionOnce(t *testing.T) {
 	t.Parallel()
 	p := newPool(t, mp.PoolOptions{Workers: 1})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,8 +22,9 @@ import (
 // its worker, and what its caller must get.
 type crashKind struct {
 	name  string
-	do    func() // in the worker; it returns only if the worker lives
-	want  string // the error the caller must get, for messages
+	do    func()                          // in the worker; it returns only if the worker lives
+	fail  func(ctx context.Context) error // in the worker, if set, after do: the item's error
+	want  string                          // the error the caller must get, for messages
 	check func(err error) bool
 	cause string // the restart cause Stats must count; "" if the worker lives
 }
@@ -33,7 +35,7 @@ type crashKind struct {
 var crashKinds = []crashKind{
 	{
 		name: "SIGKILL of self",
-		do:   func() { syscall.Kill(os.Getpid(), syscall.SIGKILL); select {} },
+		do:   func() { killSelf(); select {} },
 		want: "an *mp.ExitError for SIGKILL",
 		check: func(err error) bool {
 			exit, ok := errors.AsType[*mp.ExitError](err)
@@ -87,6 +89,15 @@ var crashKinds = []crashKind{
 		check: func(err error) bool { exit, ok := errors.AsType[*mp.ExitError](err); return ok && exit.ExitCode() == 3 },
 		cause: "exit",
 	},
+	{
+		name: "returns ctx.Err() at its timeout",
+		do:   func() {},
+		fail: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
+		want: "ErrTaskTimeout",
+		check: func(err error) bool {
+			return errors.Is(err, mp.ErrTaskTimeout) && errors.Is(err, context.DeadlineExceeded)
+		},
+	},
 }
 
 // crashKindOf returns the crashKind of poolCrash's item x, if it fails.
@@ -102,9 +113,37 @@ func crashKindOf(x int) (crashKind, bool) {
 var poolCrash = mp.Register("test.pool.crash", func(ctx context.Context, x int) (int, error) {
 	if k, ok := crashKindOf(x); ok {
 		k.do()
+		if k.fail != nil {
+			return 0, k.fail(ctx)
+		}
 	}
 	return x * x, nil
 })
+
+// repeatedPhrase returns a phrase that msg says twice in a row, as in
+// "a: b: b", or "".
+func repeatedPhrase(msg string) string {
+	parts := strings.Split(msg, ": ")
+	for i := 1; i < len(parts); i++ {
+		if parts[i] == parts[i-1] {
+			return parts[i]
+		}
+	}
+	return ""
+}
+
+func TestRepeatedPhrase(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ msg, want string }{
+		{"mp: task timeout: context deadline exceeded: context deadline exceeded", "context deadline exceeded"},
+		{"mp: f[3]: task timeout: context deadline exceeded", ""},
+		{"mp: f[3]: a: b: a", ""},
+	} {
+		if got := repeatedPhrase(tt.msg); got != tt.want {
+			t.Errorf("repeatedPhrase(%q): got %q, want %q", tt.msg, got, tt.want)
+		}
+	}
+}
 
 func TestMapSquares(t *testing.T) {
 	t.Parallel()
@@ -220,6 +259,9 @@ func TestMapCrashMatrix(t *testing.T) {
 				}
 				if !k.check(e) {
 					t.Errorf("item %d: got %v, want %s", i, e, k.want)
+				}
+				if p := repeatedPhrase(e.Error()); p != "" {
+					t.Errorf("item %d: got %q, which says %q twice in a row", i, e, p)
 				}
 			}
 			if n == 0 {

@@ -1,6 +1,7 @@
 package mp
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -50,14 +51,16 @@ type PoolOptions struct {
 	Retries int
 
 	// MaxWorkerMemory recycles a worker whose resident set size is above
-	// this many bytes after a task. Zero means no limit. Read on Linux only.
+	// this many bytes after a task. Zero means no limit. It is read on Linux
+	// only: elsewhere NewPool refuses it (errors.ErrUnsupported).
 	MaxWorkerMemory int64
 
 	// WorkerMemoryLimit kills a worker whose resident set size passes this
 	// many bytes while it runs a task; the task fails with an error that
 	// matches ErrMemoryLimit. Zero means twice MaxWorkerMemory (and no limit
 	// if that is zero). The size is sampled every 50ms, so a fast-growing
-	// task can overshoot it between samples. Read on Linux only.
+	// task can overshoot it between samples. It is read on Linux only:
+	// elsewhere NewPool refuses it (errors.ErrUnsupported).
 	WorkerMemoryLimit int64
 
 	// Init is run once by every worker when it starts, before any task,
@@ -112,6 +115,32 @@ func (o PoolOptions) check() error {
 	} {
 		if f.bad {
 			return fmt.Errorf("mp: NewPool: PoolOptions.%s is %v; it must not be negative (zero means its default; GOMAXPROCS may be -1)", f.name, f.value)
+		}
+	}
+	return nil
+}
+
+// platform is what a system lets a pool do, where systems differ.
+type platform struct {
+	name string
+	rss  bool // a worker's resident set size can be read (MaxWorkerMemory, WorkerMemoryLimit)
+}
+
+// unsupported names the first option of o that pl cannot honour, with an
+// error matching errors.ErrUnsupported: an option that did nothing there,
+// silently, would let a program that relies on it run without it.
+func (o PoolOptions) unsupported(pl platform) error {
+	for _, f := range []struct {
+		name string
+		set  bool
+		ok   bool
+	}{
+		{"MaxWorkerMemory", o.MaxWorkerMemory != 0, pl.rss},
+		{"WorkerMemoryLimit", o.WorkerMemoryLimit != 0, pl.rss},
+	} {
+		if f.set && !f.ok {
+			return fmt.Errorf("mp: NewPool: PoolOptions.%s is set, but a worker's memory cannot be read on %s (only on Linux): leave it zero here: %w",
+				f.name, pl.name, errors.ErrUnsupported)
 		}
 	}
 	return nil

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,7 +52,7 @@ func TestBigFramesBothWaysNoDeadlock(t *testing.T) {
 var pipeDieIdle = mp.Register("test.pipe.die-idle", func(ctx context.Context, d time.Duration) (int, error) {
 	cmd := exec.Command("sleep", "3")
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	newSession(cmd)
 	if err := cmd.Start(); err != nil {
 		return 0, err
 	}

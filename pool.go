@@ -151,7 +151,9 @@ type Stats struct {
 // has completed its handshake and its Init. ctx bounds this start-up only;
 // it is not kept. It returns [ErrNoMain] if Main was not called, and an
 // error wrapping [ErrWorkerStart] if a worker could not be started or its
-// Init failed; then no process is left behind.
+// Init failed; then no process is left behind. An option this system
+// cannot honour (the memory limits, off Linux) is an error matching
+// [errors.ErrUnsupported].
 //
 // Starting a pool costs about what starting its workers does, side by
 // side; a binary built with CGO_ENABLED=0, which needs no dynamic loader,
@@ -176,6 +178,11 @@ func newPool(ctx context.Context, opts PoolOptions, backend seam.Backend) (*Pool
 	}
 	if err := opts.check(); err != nil {
 		return nil, err
+	}
+	if backend == nil { // else its workers run elsewhere
+		if err := opts.unsupported(thisPlatform); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Init.err != nil {
 		return nil, fmt.Errorf("mp: NewPool: Init: %w", opts.Init.err)

@@ -199,6 +199,9 @@ func (p *Process[R]) readResult() (wire.Result, error) {
 	if err == nil && res.N != 1 {
 		err = fmt.Errorf("%w: %d results for one task", wire.ErrMalformed, res.N)
 	}
+	if err == nil {
+		res.Expand()
+	}
 	return res, err
 }
 

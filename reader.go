@@ -226,6 +226,7 @@ func (s *slot) handle(wc *workerConn, f wire.Frame) error {
 	case res.N != u.n:
 		p.release(u, wire.Result{}, fmt.Errorf("%w: %d results for a task of %d items", wire.ErrMalformed, res.N, u.n))
 	default:
+		res.Expand() // N is checked
 		p.release(u, res, nil)
 	}
 	return nil

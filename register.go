@@ -70,8 +70,8 @@ var mainCalled atomic.Bool
 // digits and "_-.:/".
 //
 // T and R travel as CBOR (see the package documentation); a []byte travels
-// as it is. A type that can never be encoded (one that holds a channel or a
-// function) does not panic here: every call with f returns an error that
+// as it is. A type that can never be encoded (one that holds a channel, a
+// function, or a struct whose fields are all unexported) does not panic here: every call with f returns an error that
 // names the type, before any process starts.
 //
 // Register panics, as a programming error found at init, if name is invalid

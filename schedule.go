@@ -316,7 +316,15 @@ func (s *slot) watchLocked(now time.Time, mem memSample, frames []frame, kill *b
 	if len(s.inflight) > 0 && p.hardMemory > 0 && !*kill {
 		if u := s.inflight[0]; u.id == mem.head && mem.rss > uint64(p.hardMemory) {
 			rss := mem.rss
-			if u.failed == nil {
+			switch {
+			case u.failed != nil, u.splitting:
+			case u.n > 1:
+				// The parent cannot tell which item of the chunk grew: the
+				// chunk is split, as for a crash (see settleLocked), so
+				// that the item at fault fails alone, and its chunk-mates
+				// run again.
+				u.cause = causeMemory
+			default:
 				u.failed = fmt.Errorf("%w: worker %d reached %d bytes, over the %d-byte WorkerMemoryLimit", ErrMemoryLimit, s.wc.child.PID(), rss, p.hardMemory)
 				u.cause = causeMemory
 			}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Conn is a Unix socket, or a pipe (NewFile), whose reads and writes do
@@ -155,7 +157,9 @@ func (c *Conn) read(fd uintptr) bool {
 			c.iov.SetLen(len(c.rbuf))
 			c.msg = syscall.Msghdr{Iov: &c.iov, Iovlen: 1, Control: &c.roob[0]}
 			c.msg.SetControllen(len(c.roob))
-			r, _, errno = syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&c.msg)), syscall.MSG_CMSG_CLOEXEC)
+			// unix's number, not syscall's: 386 has none in syscall,
+			// which goes through socketcall there.
+			r, _, errno = syscall.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&c.msg)), syscall.MSG_CMSG_CLOEXEC)
 		} else {
 			r, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
 		}

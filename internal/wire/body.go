@@ -103,21 +103,50 @@ type Failure struct {
 // encoded together in Values as the task's arguments were (the zero value
 // stands in for an item that failed), and the items that failed.
 type Result struct {
-	RSS      uint64 // the worker's resident set size after the task, if asked for
-	N        int
+	RSS uint64 // the worker's resident set size after the task, if asked for
+	N   int
+	// All says that every item failed in the same way: Failures holds one
+	// failure, of item 0, that stands for all N, so that the report of a
+	// chunk that failed whole (its results too large to send, say) does
+	// not grow with the chunk. Expand makes it a failure per item.
+	All      bool
 	Failures []Failure
 	Values   []byte
+}
+
+// allFailed is the failure count of a result whose one failure is every
+// item's (Result.All).
+const allFailed = 1<<32 - 1
+
+// Expand turns a result whose one failure stands for all its items (All)
+// into one with a failure for each. It allocates for N failures: call it
+// only once N is checked against the task's own count of items, since N
+// is the peer's word.
+func (r *Result) Expand() {
+	if !r.All {
+		return
+	}
+	f := r.Failures[0]
+	r.Failures = make([]Failure, r.N)
+	for i := range r.Failures {
+		r.Failures[i] = Failure{Index: i, Status: f.Status, Info: f.Info}
+	}
+	r.All = false
 }
 
 // AppendResultHeader appends the encoding of everything of r but its
 // Values, which follow it to the end of the frame:
 //
-//	u64 rss, u32 N, u32 failure count,
+//	u64 rss, u32 N, u32 failure count (all ones if All, then one failure),
 //	then per failure: u32 index, u8 status, u32 length, info.
 func AppendResultHeader(dst []byte, r Result) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, r.RSS)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(r.N))
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(r.Failures)))
+	if r.All {
+		dst = binary.BigEndian.AppendUint32(dst, allFailed)
+	} else {
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(r.Failures)))
+	}
 	for _, f := range r.Failures {
 		dst = binary.BigEndian.AppendUint32(dst, uint32(f.Index))
 		dst = append(dst, byte(f.Status))
@@ -133,7 +162,16 @@ func ParseResult(b []byte) (Result, error) {
 	p := parser{b: b}
 	r.RSS = p.u64()
 	r.N = p.int32()
-	nf := p.count(9)
+	var nf int
+	if len(p.b) >= 4 && binary.BigEndian.Uint32(p.b) == allFailed {
+		p.u32()
+		r.All, nf = true, 1
+		if r.N == 0 && p.err == nil {
+			p.err = fmt.Errorf("%w: all of no items failed", ErrMalformed)
+		}
+	} else {
+		nf = p.count(9)
+	}
 	if nf > r.N && p.err == nil {
 		p.err = fmt.Errorf("%w: %d failures among %d items", ErrMalformed, nf, r.N)
 	}
@@ -142,7 +180,7 @@ func ParseResult(b []byte) (Result, error) {
 	for range nf {
 		f := Failure{Index: p.int32(), Status: Status(p.u8())}
 		f.Info = p.take(p.int32())
-		if p.err == nil && (f.Index <= last || f.Index >= r.N || f.Status < StatusError || f.Status > StatusLost) {
+		if p.err == nil && (f.Index <= last || f.Index >= r.N || r.All && f.Index != 0 || f.Status < StatusError || f.Status > StatusLost) {
 			p.err = fmt.Errorf("%w: failure of item %d of %d with status %d (after item %d)", ErrMalformed, f.Index, r.N, f.Status, last)
 		}
 		last = f.Index

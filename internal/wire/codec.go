@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding"
 	"fmt"
+	"math/big"
 	"reflect"
 
 	"github.com/fxamacker/cbor/v2"
@@ -95,9 +96,11 @@ func UnmarshalAny(data []byte, p any) error {
 
 // CheckType reports why values of type t can never cross a process
 // boundary, or nil: a channel, a function, an unsafe pointer or a complex
-// number anywhere inside it, or an interface with methods (such as error),
+// number anywhere inside it; an interface with methods (such as error),
 // which encodes while it is nil or holds a value but can never be decoded,
-// since the receiving process cannot know which concrete type to make.
+// since the receiving process cannot know which concrete type to make; or
+// a struct with fields but none that the codec encodes (none exported),
+// whose every value would arrive as the zero value.
 // The empty interface (any) is allowed: it decodes as CBOR's generic
 // types. A type that decodes itself (it implements cbor.Unmarshaler or
 // encoding.BinaryUnmarshaler) is not looked into.
@@ -115,7 +118,7 @@ func checkType(t reflect.Type, seen map[reflect.Type]bool) error {
 		return nil
 	}
 	seen[t] = true
-	if pt := reflect.PointerTo(t); pt.Implements(cborUnmarshaler) || pt.Implements(binaryUnmarshaler) {
+	if decodesItself(t) {
 		return nil
 	}
 	switch t.Kind() {
@@ -138,17 +141,79 @@ func checkType(t reflect.Type, seen map[reflect.Type]bool) error {
 			return wrapIn(t, err)
 		}
 	case reflect.Struct:
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if !encoded(f) {
-				continue
-			}
-			if err := checkType(f.Type, seen); err != nil {
-				return fmt.Errorf("field %s of %s: %w", f.Name, t, err)
-			}
+		if err := checkFields(t, seen, 0); err != nil {
+			return err
+		}
+		if t.NumField() > 0 && t != bigIntType && !hasEncodedField(t, 0) {
+			return fmt.Errorf("struct type %s has no exported fields: CBOR encodes only exported fields (not those tagged \"-\"), "+
+				"so every value would arrive as its zero value; export its fields, or give it MarshalCBOR and UnmarshalCBOR methods", t)
 		}
 	}
 	return nil
+}
+
+// checkFields checks the types of the fields of struct type t that the
+// codec encodes. An embedded struct's fields are promoted, so they are
+// checked as t's own: such a struct may have none (a sync.Mutex).
+func checkFields(t reflect.Type, seen map[reflect.Type]bool, depth int) error {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !encoded(f) {
+			continue
+		}
+		var err error
+		if ft := embeddedStruct(f); ft != nil && depth < 16 {
+			err = checkFields(ft, seen, depth+1)
+		} else {
+			err = checkType(f.Type, seen)
+		}
+		if err != nil {
+			return fmt.Errorf("field %s of %s: %w", f.Name, t, err)
+		}
+	}
+	return nil
+}
+
+// embeddedStruct returns the struct type of field f if f is an embedded
+// struct (or pointer to one) whose fields the codec promotes, or nil.
+func embeddedStruct(f reflect.StructField) reflect.Type {
+	ft := f.Type
+	if ft.Kind() == reflect.Pointer {
+		ft = ft.Elem()
+	}
+	if !f.Anonymous || ft.Kind() != reflect.Struct || decodesItself(ft) {
+		return nil
+	}
+	return ft
+}
+
+// bigIntType is a struct without exported fields that the codec encodes
+// itself, as a CBOR bignum.
+var bigIntType = reflect.TypeFor[big.Int]()
+
+// hasEncodedField reports whether the codec encodes any field of struct
+// type t: an exported one, or one of an embedded struct's, which are
+// promoted. (An embedded struct without any, such as a sync.Mutex, adds
+// none, and is no error: only a struct that encodes as nothing at all is.)
+func hasEncodedField(t reflect.Type, depth int) bool {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !encoded(f) {
+			continue
+		}
+		ft := embeddedStruct(f)
+		if ft == nil || depth < 16 && hasEncodedField(ft, depth+1) {
+			return true
+		}
+	}
+	return false
+}
+
+// decodesItself reports whether the codec leaves decoding values of type
+// t to their own method.
+func decodesItself(t reflect.Type) bool {
+	pt := reflect.PointerTo(t)
+	return pt.Implements(cborUnmarshaler) || pt.Implements(binaryUnmarshaler)
 }
 
 // encoded reports whether the codec encodes struct field f: an exported

@@ -9,7 +9,7 @@ import (
 )
 
 // Version is the protocol version. Bump it on any change to frames or bodies.
-const Version = 2
+const Version = 3
 
 // Magic opens every handshake, so a stray peer is told apart from an old one.
 const Magic = "mp-worker"

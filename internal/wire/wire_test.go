@@ -6,12 +6,14 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/big"
 	"net"
 	"path/filepath"
 	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -487,7 +489,7 @@ func TestParseTaskMalformed(t *testing.T) {
 }
 
 func resultEqual(a, b Result) bool {
-	if a.RSS != b.RSS || a.N != b.N || len(a.Failures) != len(b.Failures) || !bytes.Equal(a.Values, b.Values) {
+	if a.RSS != b.RSS || a.N != b.N || a.All != b.All || len(a.Failures) != len(b.Failures) || !bytes.Equal(a.Values, b.Values) {
 		return false
 	}
 	for i, f := range a.Failures {
@@ -526,6 +528,7 @@ func validResults() []struct {
 		{name: "error", r: Result{N: 1, Failures: []Failure{{Index: 0, Status: StatusError, Info: info}}}},
 		{name: "panic with empty info", r: Result{N: 3, Failures: []Failure{{Index: 2, Status: StatusPanic}}, Values: []byte{0x83, 1, 1, 0}}},
 		{name: "many failures", r: many},
+		{name: "all failed", r: Result{N: 1000, All: true, Failures: []Failure{{Index: 0, Status: StatusError, Info: info}}}},
 		{name: "zero items", r: Result{}},
 	}
 }
@@ -901,8 +904,21 @@ type (
 		hidden
 	}
 	withAnyField struct{ V any }
-	mutualA      struct{ B *mutualB }
-	mutualB      struct {
+	noExported   struct{ a, b int }
+	allSkipped   struct {
+		A int `cbor:"-"`
+	}
+	withNoExported struct{ In []noExported }
+	withMutex      struct {
+		sync.Mutex
+		A int
+	}
+	onlyEmbeddedHidden struct{ hiddenInts }
+	hiddenInts         struct{ a int }
+	promoted           struct{ exportedInts }
+	exportedInts       struct{ A int }
+	mutualA            struct{ B *mutualB }
+	mutualB            struct {
 		A  []mutualA
 		As map[string]*mutualA
 	}
@@ -951,6 +967,16 @@ func TestCheckType(t *testing.T) {
 		{name: "array of func", typ: reflect.TypeFor[[2]func()](), want: "cannot cross"},
 		{name: "pointer to struct with chan", typ: reflect.TypeFor[*withChan](), want: "field C"},
 		{name: "recursive with func", typ: reflect.TypeFor[badNode](), want: "field F of wire.badNode"},
+		{name: "empty struct", typ: reflect.TypeFor[struct{}]()},
+		{name: "no exported fields", typ: reflect.TypeFor[noExported](), want: "struct type wire.noExported has no exported fields: CBOR encodes only exported fields"},
+		{name: "anonymous, no exported fields", typ: reflect.TypeFor[struct{ a, b int }](), want: "struct type struct { a int; b int } has no exported fields"},
+		{name: "all fields skipped", typ: reflect.TypeFor[allSkipped](), want: "has no exported fields"},
+		{name: "nested, no exported fields", typ: reflect.TypeFor[withNoExported](), want: "field In of wire.withNoExported: in []wire.noExported: struct type wire.noExported has no exported fields"},
+		{name: "pointer, no exported fields", typ: reflect.TypeFor[*noExported](), want: "has no exported fields"},
+		{name: "embedded mutex", typ: reflect.TypeFor[withMutex]()},
+		{name: "embedded struct without exported fields only", typ: reflect.TypeFor[onlyEmbeddedHidden](), want: "has no exported fields"},
+		{name: "promoted fields", typ: reflect.TypeFor[promoted]()},
+		{name: "big.Int", typ: reflect.TypeFor[big.Int]()},
 		{name: "deep", typ: reflect.TypeFor[deepBad](), want: "field Inner of wire.deepBad: in []map[string]*wire.withChan"},
 	}
 	for _, tt := range tests {

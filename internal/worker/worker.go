@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -537,13 +538,14 @@ func (s *server) watch(t *task, i int) *time.Timer {
 	})
 }
 
+// failAll fails every item of res with err. The report is one failure
+// for all the items (wire.Result.All), whatever their number: one per item
+// made the report of a chunk whose results were too large larger still,
+// and over the limit itself (issue 19).
 func (s *server) failAll(res *wire.Result, err error) {
-	info := s.errorInfo(err)
 	res.Values = nil
-	res.Failures = res.Failures[:0]
-	for i := range res.N {
-		res.Failures = append(res.Failures, wire.Failure{Index: i, Status: wire.StatusError, Info: info})
-	}
+	res.Failures = append(res.Failures[:0], wire.Failure{Index: 0, Status: wire.StatusError, Info: s.errorInfo(err)})
+	res.All = res.N > 1
 }
 
 // runFrom runs the items of t from i on, under one recover for all of
@@ -594,10 +596,27 @@ func (s *server) runTimed(t *task, i int, item func(context.Context, int) error)
 	err := item(ctx, i)
 	if err != nil && s.cfg.TaskTimeout != nil && errors.Is(err, context.DeadlineExceeded) &&
 		ctx.Err() != nil && t.ctx.Err() == nil {
-		err = fmt.Errorf("%w: %w", s.cfg.TaskTimeout, err)
+		err = &timeoutError{timeout: s.cfg.TaskTimeout, err: err}
 	}
 	return err
 }
+
+// timeoutError is the error of an item that its timeout ended. It reads
+// as the timeout's error with the item's own in place of the context
+// error that ends it: "mp: task timeout: context deadline exceeded" for
+// an item that returned ctx.Err(), not that with ": context deadline
+// exceeded" twice. It matches both.
+type timeoutError struct{ timeout, err error }
+
+func (e *timeoutError) Error() string {
+	msg := e.timeout.Error()
+	if prefix, ok := strings.CutSuffix(msg, context.DeadlineExceeded.Error()); ok {
+		return prefix + e.err.Error()
+	}
+	return msg + ": " + e.err.Error()
+}
+
+func (e *timeoutError) Unwrap() []error { return []error{e.timeout, e.err} }
 
 // panicFailure is the failure of item i that panicked with v.
 func panicFailure(i int, v any) wire.Failure {
