@@ -1,0 +1,785 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+)
+
+// Decoding cost.
+//
+// One byte of CBOR can decode to far more than a byte of Go values: an
+// empty map (1 byte) into an any is a map of 48 bytes and more, a null
+// into an element of a []struct{...} is the whole struct, a bignum tag
+// is a big.Int and its words. Counting elements cannot bound that (the
+// codec's MaxArrayElements and MaxMapPairs limit each array, not the
+// sum, and know nothing of the element's type): 8 MiB received on a
+// Conn[any], as an array of empty maps, once grew the heap by 526 MiB.
+//
+// So before the codec decodes bytes from outside the process, checkCost
+// walks them (a pass over the heads of the data items, which allocates
+// nothing) with the plan of the type they decode into, adds up what the
+// codec will allocate for each item (the slices, maps, strings, boxed
+// values and pointed-to values it makes, and the errors it makes of items
+// of the wrong type), and refuses the bytes if that passes
+// costLimit(len(data)). The figures below are upper bounds, measured on
+// go1.26's runtime (maps grow by tables of groups of 8 slots, allocation
+// rounds up to size classes); TestDecodeCostBound holds the codec to them
+// over every adversarial shape, and FuzzDecodeAny over arbitrary input.
+// Do not raise MaxArrayElements or MaxMapPairs in the belief that the
+// frame limit bounds allocation: it does not (issue 18).
+
+// CostFactor and CostFloor bound what decoding a message may allocate:
+// CostFactor times its size, plus CostFloor (the fixed part of a small
+// value: a map's table, a boxed value).
+const (
+	CostFactor = 8
+	CostFloor  = 16 << 10
+)
+
+// costLimit is what decoding n bytes may allocate.
+func costLimit(n int) int64 { return CostFactor*int64(n) + CostFloor }
+
+// Figures of the cost model, in bytes.
+const (
+	costError   = 192 // an error made for an item of the wrong type, with its strings
+	costBox     = 8   // a number or a float in an interface
+	costBig     = 256 // a big.Int and its temporaries, besides its words
+	costTimeLoc = 160 // a time's zone, for a time with an offset
+	costTime    = 24  // a time.Time in an interface
+	costTagBox  = 48  // a cbor.Tag in an interface
+	costMapBase = 192 // a map's header, its table, and the decoder's key and value
+	costUnknown = 96  // a struct's unknown key, which the decoder records
+)
+
+// checkCost returns an error if decoding data into a value of type t may
+// allocate more than costLimit(len(data)), or if data is not one
+// well-formed data item (of definite lengths, nested at most
+// maxNesting deep).
+func checkCost(data []byte, t reflect.Type) error {
+	w := walker{data: data, limit: costLimit(len(data))}
+	err := w.item(planFor(t), 0)
+	switch {
+	case err == errOverBudget:
+		return &CostError{Size: len(data), Type: t, Limit: w.limit}
+	case err != nil:
+		return fmt.Errorf("%w: decoding %v: %v", ErrMalformed, t, err)
+	case w.off != len(data):
+		return fmt.Errorf("%w: decoding %v: %d bytes after the value", ErrMalformed, t, len(data)-w.off)
+	}
+	return nil
+}
+
+// CostError is the error of decoding a message whose value would take
+// more memory than CostFactor times the message's size, plus CostFloor.
+// It matches ErrMessageTooLarge.
+type CostError struct {
+	Size  int          // the message's size
+	Type  reflect.Type // what it was to be decoded into
+	Limit int64        // what it could have taken
+}
+
+func (e *CostError) Error() string {
+	return fmt.Sprintf("%v: %d bytes of CBOR would decode to more than %d bytes of %v "+
+		"(the limit is %d times the size, plus %d bytes: values such as many small maps or "+
+		"nulls in a slice of large structs cost more; send them as fewer, larger values)",
+		ErrMessageTooLarge, e.Size, e.Limit, e.Type, CostFactor, CostFloor)
+}
+
+// Is matches ErrMessageTooLarge.
+func (e *CostError) Is(target error) bool { return target == ErrMessageTooLarge }
+
+// ErrMessageTooLarge is wrapped or matched by the errors of messages over
+// a size limit, and of messages whose decoded value would be over one.
+var ErrMessageTooLarge = errors.New("mp: message too large")
+
+var errOverBudget = errors.New("over budget")
+
+// maxNesting is decMode's MaxNestedLevels: arrays, maps and tags.
+const maxNesting = 64
+
+type walker struct {
+	data  []byte
+	off   int
+	cost  int64
+	limit int64
+}
+
+// add adds n to the cost; it fails once the cost passes the limit.
+func (w *walker) add(n int64) error {
+	if n < 0 || n > w.limit-w.cost {
+		return errOverBudget
+	}
+	w.cost += n
+	return nil
+}
+
+// addN adds count times each, without overflow.
+func (w *walker) addN(count uint64, each int64) error {
+	if each > 0 && count > uint64(w.limit/each) {
+		return errOverBudget
+	}
+	return w.add(alloc(int64(count) * each))
+}
+
+// alloc is what an allocation of n bytes takes: small size classes round
+// up to 16 bytes, the others by at most an eighth; past 32 KiB, to pages
+// of 8 KiB.
+func alloc(n int64) int64 {
+	switch {
+	case n <= 0:
+		return 0
+	case n <= 8:
+		return 8
+	case n > 32<<10:
+		return (n + 8191) &^ 8191
+	}
+	return (n + n/8 + 15) &^ 15
+}
+
+// allocData is alloc for bytes without pointers (a string's, a []byte's):
+// under 16 bytes, the runtime packs them into shared blocks.
+func allocData(n int64) int64 {
+	if n < 16 {
+		return n + 1 // and alignment, now and then
+	}
+	return alloc(n)
+}
+
+// head reads the head of the next data item.
+func (w *walker) head() (major, info byte, arg uint64, err error) {
+	if w.off >= len(w.data) {
+		return 0, 0, 0, errors.New("the value ends early")
+	}
+	b := w.data[w.off]
+	major, info = b>>5, b&31
+	size := 1
+	switch {
+	case info < 24:
+		arg = uint64(info)
+	case info <= 27:
+		size += 1 << (info - 24)
+		if len(w.data)-w.off < size {
+			return 0, 0, 0, errors.New("the value ends early")
+		}
+		h := w.data[w.off+1 : w.off+size]
+		switch info {
+		case 24:
+			arg = uint64(h[0])
+		case 25:
+			arg = uint64(binary.BigEndian.Uint16(h))
+		case 26:
+			arg = uint64(binary.BigEndian.Uint32(h))
+		default:
+			arg = binary.BigEndian.Uint64(h)
+		}
+	default:
+		return 0, 0, 0, fmt.Errorf("head 0x%02x (indefinite lengths are not used)", b)
+	}
+	w.off += size
+	return major, info, arg, nil
+}
+
+// peek returns the major type of the next data item, and its first byte.
+func (w *walker) peek() (major byte, first byte, err error) {
+	if w.off >= len(w.data) {
+		return 0, 0, errors.New("the value ends early")
+	}
+	return w.data[w.off] >> 5, w.data[w.off], nil
+}
+
+// str reads the head and the bytes of a string, of major type 2 or 3.
+func (w *walker) str() ([]byte, error) {
+	_, _, n, err := w.head()
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(len(w.data)-w.off) {
+		return nil, fmt.Errorf("a string of %d bytes, %d left", n, len(w.data)-w.off)
+	}
+	s := w.data[w.off : w.off+int(n)]
+	w.off += int(n)
+	return s, nil
+}
+
+// count reads the head of an array (or map, of pairs) and checks that
+// the items it claims can be there: each takes a byte at least.
+func (w *walker) count(pairs bool) (uint64, error) {
+	_, _, n, err := w.head()
+	if err != nil {
+		return 0, err
+	}
+	left := uint64(len(w.data) - w.off)
+	if n > left || (pairs && n > left/2) {
+		return 0, fmt.Errorf("%d items claimed in %d bytes", n, left)
+	}
+	return n, nil
+}
+
+func nested(depth int) error {
+	if depth > maxNesting {
+		return fmt.Errorf("nested deeper than %d", maxNesting)
+	}
+	return nil
+}
+
+// skip reads one data item, which the decoder skips: it allocates nothing.
+func (w *walker) skip(depth int) error {
+	major, _, arg, err := w.head()
+	if err != nil {
+		return err
+	}
+	switch major {
+	case 2, 3:
+		if arg > uint64(len(w.data)-w.off) {
+			return fmt.Errorf("a string of %d bytes, %d left", arg, len(w.data)-w.off)
+		}
+		w.off += int(arg)
+	case 4, 5, 6:
+		if err := nested(depth); err != nil {
+			return err
+		}
+		n := arg
+		switch major {
+		case 5:
+			n *= 2
+		case 6:
+			n = 1
+		}
+		if arg > uint64(len(w.data)-w.off) {
+			return fmt.Errorf("%d items claimed in %d bytes", arg, len(w.data)-w.off)
+		}
+		for range n {
+			if err := w.skip(depth + 1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// skipCost skips one item and returns its size.
+func (w *walker) skipCost(depth int) (int64, error) {
+	start := w.off
+	err := w.skip(depth)
+	return int64(w.off - start), err
+}
+
+// isNull reports whether the next item is null or undefined.
+func (w *walker) isNull() bool {
+	return w.off < len(w.data) && (w.data[w.off] == 0xf6 || w.data[w.off] == 0xf7)
+}
+
+// stripSelfDescribed skips tag 55799, which the decoder strips.
+func (w *walker) stripSelfDescribed() {
+	for len(w.data)-w.off >= 3 && w.data[w.off] == 0xd9 && w.data[w.off+1] == 0xd9 && w.data[w.off+2] == 0xf7 {
+		w.off += 3
+	}
+}
+
+// item reads one data item decoded into a value of p's type (which its
+// parent has allocated) and adds what decoding it allocates.
+func (w *walker) item(p *plan, depth int) error {
+	w.stripSelfDescribed()
+	if w.isNull() && (p.kind == planPointer || p.kind == planAny || p.kind == planIface) {
+		w.off++
+		return nil
+	}
+	major, _, err := w.peek()
+	if err != nil {
+		return err
+	}
+	switch p.kind {
+	case planPointer:
+		for range maxNesting { // a pointer to a pointer...: each is allocated
+			if err := w.add(alloc(p.elem.size)); err != nil {
+				return err
+			}
+			if p = p.elem; p.kind != planPointer {
+				return w.item(p, depth)
+			}
+		}
+		return w.mismatch(depth)
+	case planAny:
+		return w.anyItem(depth)
+	case planIface:
+		return w.mismatch(depth)
+	case planSelf, planBigInt:
+		n, err := w.skipCost(depth)
+		if err != nil {
+			return err
+		}
+		if p.kind == planBigInt {
+			return w.add(2*n + costBig)
+		}
+		return w.add(allocData(n)) // RawMessage copies
+	case planTime:
+		return w.timeItem(depth)
+	case planTag:
+		if major != 6 {
+			return w.mismatch(depth)
+		}
+		if err := nested(depth); err != nil {
+			return err
+		}
+		if _, _, _, err := w.head(); err != nil {
+			return err
+		}
+		if err := w.add(costTagBox); err != nil {
+			return err
+		}
+		return w.anyItem(depth + 1)
+	}
+	if major == 2 && p.binary {
+		n, err := w.skipCost(depth)
+		if err != nil {
+			return err
+		}
+		return w.add(allocData(n))
+	}
+	if major == 6 {
+		return w.typedTag(p, depth)
+	}
+	if major == 7 && w.isNull() {
+		w.off++
+		return nil // a zero value
+	}
+	return w.kindItem(p, major, depth)
+}
+
+// typedTag reads a tag decoded into a value of p's type.
+func (w *walker) typedTag(p *plan, depth int) error {
+	if err := nested(depth); err != nil {
+		return err
+	}
+	_, _, num, err := w.head()
+	if err != nil {
+		return err
+	}
+	if num == 2 || num == 3 { // bignum: a big.Int, then its bytes or its value
+		n, err := w.skipCost(depth + 1)
+		if err != nil {
+			return err
+		}
+		return w.add(3*n + costBig + costError)
+	}
+	if num == 0 || num == 1 { // a time's content is checked first
+		if err := w.add(costError); err != nil {
+			return err
+		}
+	}
+	return w.item(p, depth+1)
+}
+
+// kindItem reads an item decoded into a value of p's kind.
+func (w *walker) kindItem(p *plan, major byte, depth int) error {
+	switch {
+	case p.kind <= planFloat && (major <= 1 || major == 7):
+		return w.number(p)
+	case p.kind == planString && major == 3:
+		s, err := w.str()
+		if err != nil {
+			return err
+		}
+		return w.add(allocData(int64(len(s))))
+	case p.kind == planSlice && major == 2 && p.bytesElem:
+		s, err := w.str()
+		if err != nil {
+			return err
+		}
+		return w.add(allocData(int64(len(s))))
+	case p.kind == planSlice && major == 4:
+		return w.array(p, true, depth)
+	case p.kind == planArray && major == 4:
+		return w.array(p, false, depth)
+	case p.kind == planArray && major == 2 && p.bytesElem:
+		_, err := w.str()
+		return err
+	case p.kind == planMap && major == 5:
+		return w.mapItem(p, depth)
+	case p.kind == planStruct && major == 5 && p.toArray == nil:
+		return w.structItem(p, depth)
+	case p.kind == planStruct && major == 4 && p.toArray != nil:
+		return w.toArrayItem(p, depth)
+	}
+	return w.mismatch(depth)
+}
+
+// number reads a number, a bool or a simple value decoded into a number
+// or a bool: one the decoder does not take (a float into an int, a value
+// that overflows) makes an error.
+func (w *walker) number(p *plan) error {
+	major, info, arg, err := w.head()
+	if err != nil {
+		return err
+	}
+	maxInt := uint64(1)<<(p.bits-1) - 1
+	var ok bool
+	switch {
+	case major == 0:
+		ok = p.kind == planInt && arg <= maxInt || p.kind == planUint && arg <= maxInt<<1|1 || p.kind == planFloat
+	case major == 1:
+		ok = p.kind == planInt && arg <= maxInt || p.kind == planFloat
+	case info == 20 || info == 21: // false, true
+		ok = p.kind == planBool
+	case info == 22 || info == 23: // null, undefined: the zero value
+		ok = true
+	case info == 25 || info == 26:
+		ok = p.kind == planFloat
+	case info == 27:
+		f := math.Abs(math.Float64frombits(arg))
+		ok = p.kind == planFloat && (p.bits == 64 || f <= math.MaxFloat32 || math.IsInf(f, 0) || math.IsNaN(f))
+	default: // a simple value: as a positive integer
+		ok = p.kind == planInt && arg <= maxInt || p.kind == planUint && arg <= maxInt<<1|1 || p.kind == planFloat
+	}
+	if ok {
+		return nil
+	}
+	return w.add(costError)
+}
+
+// mismatch reads an item the decoder skips, with an error.
+func (w *walker) mismatch(depth int) error {
+	if err := w.add(costError); err != nil {
+		return err
+	}
+	return w.skip(depth)
+}
+
+func (w *walker) array(p *plan, slice bool, depth int) error {
+	if err := nested(depth); err != nil {
+		return err
+	}
+	n, err := w.count(false)
+	if err != nil {
+		return err
+	}
+	if slice {
+		if err := w.addN(n, p.elem.size); err != nil {
+			return err
+		}
+	}
+	for i := range n {
+		if !slice && i >= uint64(p.n) {
+			if err := w.skip(depth + 1); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.item(p.elem, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mapCost is what a map of n entries of slot bytes takes: tables of
+// groups of 8 slots and 8 control bytes, held at most 7/8 full, in
+// powers of two, and half as much again for the tables that split as
+// entries are added and for their rounding to pages (measured: 100,000
+// entries of map[string]any take 1.25 times the groups' bytes).
+func mapCost(n uint64, slot int64) (int64, bool) {
+	if n == 0 {
+		return costMapBase, true // the table comes with the first entry
+	}
+	slots := uint64(8)
+	for slots*7/8 < n {
+		slots *= 2
+		if slots > 1<<40 {
+			return 0, false
+		}
+	}
+	groups := alloc(int64(slots/8) * (8 + 8*slot))
+	if slots > 8 {
+		groups += groups / 2
+	}
+	return groups + costMapBase, true
+}
+
+func (w *walker) mapItem(p *plan, depth int) error {
+	if err := nested(depth); err != nil {
+		return err
+	}
+	n, err := w.count(true)
+	if err != nil {
+		return err
+	}
+	c, ok := mapCost(n, p.slot)
+	if !ok {
+		return errOverBudget
+	}
+	if err := w.add(c + alloc(p.key.size) + alloc(p.elem.size)); err != nil {
+		return err
+	}
+	if err := w.addN(n, p.indirect); err != nil {
+		return err
+	}
+	for range n {
+		if err := w.item(p.key, depth+1); err != nil {
+			return err
+		}
+		if err := w.item(p.elem, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *walker) structItem(p *plan, depth int) error {
+	if err := nested(depth); err != nil {
+		return err
+	}
+	n, err := w.count(true)
+	if err != nil {
+		return err
+	}
+	if p.nfields > 128 {
+		if err := w.add(alloc(int64(p.nfields))); err != nil {
+			return err
+		}
+	}
+	for range n {
+		f, err := w.field(p, depth+1)
+		if err != nil {
+			return err
+		}
+		if f == nil { // unknown: the value is skipped
+			if err := w.skip(depth + 1); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := w.add(f.extra); err != nil {
+			return err
+		}
+		if err := w.item(f.p, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// field reads a struct's key, and returns its field, or nil for a key
+// the decoder records as unknown.
+func (w *walker) field(p *plan, depth int) (*fieldPlan, error) {
+	major, _, err := w.peek()
+	if err != nil {
+		return nil, err
+	}
+	switch major {
+	case 3:
+		s, err := w.str()
+		if err != nil {
+			return nil, err
+		}
+		if f := p.fields[string(s)]; f != nil {
+			return f, nil
+		}
+		if f := p.folded[strings.ToLower(string(s))]; f != nil {
+			return f, nil
+		}
+		return nil, w.add(costUnknown + allocData(int64(len(s))))
+	case 0, 1:
+		_, _, arg, err := w.head()
+		if err != nil {
+			return nil, err
+		}
+		if arg <= math.MaxInt64 {
+			n := int64(arg)
+			if major == 1 {
+				n = -1 - n
+			}
+			if f := p.byInt[n]; f != nil {
+				return f, nil
+			}
+		}
+		return nil, w.add(costUnknown)
+	}
+	// Any other key is decoded as an any, recorded, and an error.
+	if err := w.add(costUnknown + costError); err != nil {
+		return nil, err
+	}
+	return nil, w.anyItem(depth)
+}
+
+func (w *walker) toArrayItem(p *plan, depth int) error {
+	if err := nested(depth); err != nil {
+		return err
+	}
+	start := w.off
+	n, err := w.count(false)
+	if err != nil {
+		return err
+	}
+	if n != uint64(len(p.toArray)) {
+		w.off = start
+		return w.mismatch(depth)
+	}
+	for _, f := range p.toArray {
+		if err := w.add(f.extra); err != nil {
+			return err
+		}
+		if err := w.item(f.p, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timeItem reads an item decoded into a time.Time: parsing a time with
+// an offset makes a zone.
+func (w *walker) timeItem(depth int) error {
+	major, _, err := w.peek()
+	if err != nil {
+		return err
+	}
+	for major == 6 {
+		if err := nested(depth); err != nil {
+			return err
+		}
+		depth++
+		if _, _, _, err := w.head(); err != nil {
+			return err
+		}
+		if major, _, err = w.peek(); err != nil {
+			return err
+		}
+	}
+	switch major {
+	case 0, 1, 7:
+		_, _, _, err := w.head()
+		return err
+	case 3:
+		s, err := w.str()
+		if err != nil {
+			return err
+		}
+		c := allocData(int64(len(s))) // the text, as a string to parse
+		if !bytes.HasSuffix(s, []byte("Z")) {
+			c += costTimeLoc
+		}
+		return w.add(c)
+	}
+	return w.mismatch(depth)
+}
+
+// anyItem reads an item decoded into an any: CBOR's generic types, maps
+// as map[string]any (decMode's DefaultMapType).
+func (w *walker) anyItem(depth int) error {
+	major, first, err := w.peek()
+	if err != nil {
+		return err
+	}
+	switch major {
+	case 0, 1:
+		if _, _, _, err := w.head(); err != nil {
+			return err
+		}
+		return w.add(costBox)
+	case 2, 3:
+		s, err := w.str()
+		if err != nil {
+			return err
+		}
+		return w.add(allocData(int64(len(s))) + 24)
+	case 4:
+		if err := nested(depth); err != nil {
+			return err
+		}
+		n, err := w.count(false)
+		if err != nil {
+			return err
+		}
+		if err := w.add(24); err != nil {
+			return err
+		}
+		if err := w.addN(n, 16); err != nil {
+			return err
+		}
+		for range n {
+			w.stripSelfDescribed()
+			if err := w.anyItem(depth + 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case 5:
+		if err := w.add(costBox); err != nil {
+			return err
+		}
+		return w.item(planFor(typeDefaultMp), depth)
+	case 6:
+		return w.anyTag(depth)
+	}
+	if first == 0xf6 || first == 0xf7 || first == 0xf4 || first == 0xf5 {
+		w.off++
+		return nil
+	}
+	if _, _, _, err := w.head(); err != nil {
+		return err
+	}
+	return w.add(costBox)
+}
+
+// anyTag reads a tag decoded into an any: a time, a big.Int, or a
+// cbor.Tag around its content.
+func (w *walker) anyTag(depth int) error {
+	if err := nested(depth); err != nil {
+		return err
+	}
+	_, _, num, err := w.head()
+	if err != nil {
+		return err
+	}
+	switch num {
+	case 0, 1:
+		if err := w.add(costTime + costTimeLoc + costError); err != nil {
+			return err
+		}
+		return w.skip(depth + 1)
+	case 2, 3:
+		n, err := w.skipCost(depth + 1)
+		if err != nil {
+			return err
+		}
+		return w.add(3*n + costBig + costError)
+	}
+	if err := w.add(costTagBox); err != nil {
+		return err
+	}
+	return w.anyItem(depth + 1)
+}
+
+// SplitArray returns the items of data, an encoded array, as slices of
+// data: without decoding or copying them, so that splitting costs a
+// slice header (24 bytes) an item, whatever the items are.
+func SplitArray(data []byte) ([]RawMessage, error) {
+	w := walker{data: data}
+	major, _, err := w.peek()
+	if err == nil && major != 4 {
+		err = fmt.Errorf("not an array (major type %d)", major)
+	}
+	var n uint64
+	if err == nil {
+		n, err = w.count(false)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: splitting an array: %v", ErrMalformed, err)
+	}
+	items := make([]RawMessage, n)
+	for i := range items {
+		start := w.off
+		if err := w.skip(1); err != nil {
+			return nil, fmt.Errorf("%w: item %d of an array: %v", ErrMalformed, i, err)
+		}
+		items[i] = RawMessage(data[start:w.off:w.off])
+	}
+	if w.off != len(data) {
+		return nil, fmt.Errorf("%w: %d bytes after an array", ErrMalformed, len(data)-w.off)
+	}
+	return items, nil
+}
