@@ -243,14 +243,14 @@ func (w *walker) skip(depth int) error {
 		if err := nested(depth); err != nil {
 			return err
 		}
-		n := arg
+		n := arg // the items of an array, the keys and values of a map
 		switch major {
 		case 5:
 			n *= 2
 		case 6:
-			n = 1
+			n = 1 // the tag's content; arg is its number
 		}
-		if arg > uint64(len(w.data)-w.off) {
+		if major != 6 && arg > uint64(len(w.data)-w.off) {
 			return fmt.Errorf("%d items claimed in %d bytes", arg, len(w.data)-w.off)
 		}
 		for range n {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/fxamacker/cbor/v2"
 )
 
 // allocated returns what f allocated on the heap.
@@ -209,6 +211,42 @@ func TestCostModelBoundsAllocation(t *testing.T) {
 	}
 }
 
+// TestDecodeTags decodes tags whose number is larger than what follows
+// them: a tag's number is not a count.
+func TestDecodeTags(t *testing.T) {
+	type handle struct {
+		_    struct{} `cbor:",toarray"`
+		Kind uint8
+		ID   uint64
+		Name string
+	}
+	b, err := MarshalAny(cbor.Tag{Number: 1234, Content: handle{Kind: 3, ID: 1 << 40}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tag cbor.RawTag
+	if err := UnmarshalAny(b, &tag); err != nil {
+		t.Fatalf("into a cbor.RawTag: got %v, want nil", err)
+	}
+	var h handle
+	if err := UnmarshalAny(tag.Content, &h); err != nil || h.ID != 1<<40 {
+		t.Fatalf("the content: got %+v, %v; want ID %d, nil", h, err, uint64(1<<40))
+	}
+	type job struct {
+		C *cbor.RawTag
+		N int
+	}
+	b, _ = MarshalAny(job{C: &tag, N: 3})
+	var j job
+	if err := UnmarshalAny(b, &j); err != nil || j.N != 3 {
+		t.Fatalf("in a struct: got %+v, %v; want N 3, nil", j, err)
+	}
+	var v any
+	if err := UnmarshalAny(b, &v); err != nil {
+		t.Fatalf("into an any: got %v, want nil", err)
+	}
+}
+
 func TestSplitArray(t *testing.T) {
 	data, _ := MarshalAny([]any{1, "two", []any{3, map[string]any{"k": 4}}, nil})
 	got, err := SplitArray(data)
@@ -243,12 +281,19 @@ func FuzzDecodeAny(f *testing.F) {
 	f.Add(repeat(64, []byte{0xc3, 0x41, 0x01}))
 	f.Add(repeat(32, []byte{0xc1, 0xfb, 0x41, 0xd0, 0, 0, 0, 0, 0, 0}))
 	f.Add(append(bytes.Repeat([]byte{0x81}, 70), 0xa0))
+	f.Add(append([]byte{0xd9, 0x04, 0xd2}, b...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, into := range []any{new(any), new(tree), new([]big8), new(map[int]any)} {
+		for _, into := range []any{new(any), new(tree), new([]big8), new(map[int]any), new(cbor.RawTag)} {
 			var err error
 			got := allocatedNoGC(func() { err = decodeInto(data, into) })
 			if limit := costLimit(len(data)) + fuzzSlack; got > limit {
 				t.Fatalf("decoding %d bytes into %T allocated %d, want at most %d (err %v)", len(data), into, got, limit, err)
+			}
+			// What the walk calls malformed, the codec refuses too.
+			if errors.Is(err, ErrMalformed) && len(data) < 1<<10 {
+				if decMode.Unmarshal(data, reflect.New(reflect.TypeOf(into).Elem()).Interface()) == nil {
+					t.Fatalf("%x into %T: got %v, but the codec decodes it", data, into, err)
+				}
 			}
 		}
 	})
