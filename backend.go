@@ -261,8 +261,8 @@ func rawEncoder(args []byte, items int) func(off, n int) ([]byte, []*handle, err
 		return func(off, n int) ([]byte, []*handle, error) { return args, nil, nil }
 	}
 	return func(off, n int) ([]byte, []*handle, error) {
-		var all []wire.RawMessage
-		if err := wire.UnmarshalAny(args, &all); err != nil {
+		all, err := wire.SplitArray(args)
+		if err != nil {
 			return nil, nil, err
 		}
 		if off+n > len(all) {
@@ -348,8 +348,8 @@ func joinParts(parts map[int]wire.Result) (wire.Result, error) {
 		case r.N == 1:
 			values = append(values, wire.RawMessage(r.Values))
 		default:
-			var vs []wire.RawMessage
-			if err := wire.UnmarshalAny(r.Values, &vs); err != nil {
+			vs, err := wire.SplitArray(r.Values)
+			if err != nil {
 				return out, err
 			}
 			values = append(values, vs...)

@@ -29,8 +29,12 @@ var (
 	ErrNoMain = errors.New("mp: mp.Main was not called: call mp.Main() as the first statement of main (and of TestMain in tests)")
 
 	// ErrMessageTooLarge is wrapped by the error of a call whose argument or
-	// result is over the message size limit (WorkerOptions.MaxMessageSize).
-	ErrMessageTooLarge = errors.New("mp: message too large")
+	// result is over the message size limit (WorkerOptions.MaxMessageSize),
+	// and matched by the error of a message (a result, a value received on
+	// a Conn or a Queue) whose decoded value would take more than 8 times
+	// its size in memory, plus 16 KiB: decoding is refused before it
+	// allocates (a long array of empty maps into an any, say).
+	ErrMessageTooLarge = wire.ErrMessageTooLarge
 
 	// ErrMemoryLimit is wrapped by the error of a task whose worker was
 	// killed for passing the pool's hard memory limit.

@@ -386,13 +386,22 @@ func (b *backend) finish(id uint64, result []byte, err error) {
 // it: the host then acknowledges the task. A duplicate (the task ran
 // twice) is acknowledged and dropped.
 func (b *backend) result(m *nats.Msg) {
-	id, _ := strconv.ParseUint(m.Header.Get(hTask), 10, 64)
-	var err error
-	if e := m.Header.Get(hError); e != "" {
-		err = errors.New(e)
-	}
-	b.finish(id, m.Data, err)
+	id, data, err := parseOutcome(m.Header, m.Data)
+	b.finish(id, data, err)
 	m.Respond(nil)
+}
+
+// parseOutcome reads a task's outcome as a worker host sent it: the
+// task's ID, and what RunTask returned there, or the error that says why
+// it could not run. The outcome's bytes are decoded by the pool, within
+// its bound on what decoding may allocate; an ID that is not a number is
+// 0, which no task has.
+func parseOutcome(h nats.Header, data []byte) (id uint64, result []byte, err error) {
+	id, _ = strconv.ParseUint(h.Get(hTask), 10, 64)
+	if e := h.Get(hError); e != "" {
+		return id, nil, errors.New(e)
+	}
+	return id, data, nil
 }
 
 // maxDeliveries fails a task delivered Retries+1 times without an

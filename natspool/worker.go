@@ -180,12 +180,7 @@ func (h *host) run(work context.Context, msg jetstream.Msg) {
 	}
 	job := strings.TrimPrefix(msg.Subject(), subjectFor(""))
 	id := hd.Get(hTask)
-	items, _ := strconv.Atoi(hd.Get(hItems))
-	var deadline time.Time
-	if d, err := strconv.ParseInt(hd.Get(hDeadline), 10, 64); err == nil {
-		deadline = time.Unix(0, d)
-	}
-	timeout, _ := strconv.ParseInt(hd.Get(hTimeout), 10, 64)
+	th := parseTaskHeaders(hd)
 
 	ctx, cancel := context.WithCancel(work)
 	defer cancel()
@@ -212,13 +207,12 @@ func (h *host) run(work context.Context, msg jetstream.Msg) {
 		}
 	}()
 
-	ref, _ := strconv.ParseUint(id, 10, 64)
 	attempt := 0
 	if md, err := msg.Metadata(); err == nil {
 		attempt = int(md.NumDelivered) - 1
 	}
-	out, err := seam.RunBatch(ctx, h.pool, &seam.Batch{ID: ref, Func: hd.Get(hFunc), Items: items, Args: msg.Data(),
-		Attempt: attempt, Deadline: deadline, Timeout: time.Duration(timeout)})
+	out, err := seam.RunBatch(ctx, h.pool, &seam.Batch{ID: th.ref, Func: th.fn, Items: th.items, Args: msg.Data(),
+		Attempt: attempt, Deadline: th.deadline, Timeout: th.timeout})
 	if work.Err() != nil { // the host stops: another host is to run it
 		msg.Nak()
 		return
@@ -235,4 +229,30 @@ func (h *host) run(work context.Context, msg jetstream.Msg) {
 		return
 	}
 	msg.Ack()
+}
+
+// taskHeaders are the headers of a task message, as a worker host reads
+// them.
+type taskHeaders struct {
+	ref      uint64
+	fn       string
+	items    int
+	deadline time.Time
+	timeout  time.Duration
+}
+
+// parseTaskHeaders reads a task's headers. A header that is missing or not
+// a number reads as zero: no deadline, no timeout, and zero items, which
+// RunTask refuses.
+func parseTaskHeaders(hd nats.Header) taskHeaders {
+	th := taskHeaders{fn: hd.Get(hFunc)}
+	th.ref, _ = strconv.ParseUint(hd.Get(hTask), 10, 64)
+	th.items, _ = strconv.Atoi(hd.Get(hItems))
+	if d, err := strconv.ParseInt(hd.Get(hDeadline), 10, 64); err == nil {
+		th.deadline = time.Unix(0, d)
+	}
+	if t, err := strconv.ParseInt(hd.Get(hTimeout), 10, 64); err == nil && t > 0 {
+		th.timeout = time.Duration(t)
+	}
+	return th
 }

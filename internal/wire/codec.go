@@ -23,13 +23,16 @@ func init() {
 	if err != nil {
 		panic(err)
 	}
-	// The frame size limit bounds what a peer can make us allocate: every
-	// array element and map pair costs at least one byte on the wire. The
-	// element limits are therefore as high as the codec allows (a []int of a
-	// million items is an ordinary argument); nesting stays bounded because
-	// deep nesting costs stack, not bytes.
+	// The frame size limit does not bound what a peer can make us
+	// allocate: one byte of CBOR can decode to tens of bytes of Go values
+	// (an empty map into an any, a null into an element of a []struct).
+	// checkCost bounds that, by the type decoded into, before the codec
+	// runs (see cost.go); the element limits are as high as the codec
+	// allows, since they bound each array, not the sum (a []int of a
+	// million items is an ordinary argument). Nesting stays bounded
+	// because deep nesting costs stack; checkCost's maxNesting is this.
 	decMode, err = cbor.DecOptions{
-		MaxNestedLevels:  64,
+		MaxNestedLevels:  maxNesting,
 		MaxArrayElements: 2147483647,
 		MaxMapPairs:      2147483647,
 		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
@@ -60,6 +63,10 @@ func Marshal[T any](v T) ([]byte, error) {
 }
 
 // Unmarshal decodes data into a T. For T = []byte it returns data itself.
+// Decoding data allocates at most CostFactor times its size, plus
+// CostFloor: a value that would take more is refused with a *CostError,
+// which matches ErrMessageTooLarge; bytes that are not one well-formed
+// CBOR item give an error that wraps ErrMalformed.
 func Unmarshal[T any](data []byte) (T, error) {
 	var v T
 	err := UnmarshalInto(data, &v)
@@ -77,6 +84,9 @@ func UnmarshalInto[T any](data []byte, p *T) error {
 	if unmarshalFast(data, any(p)) {
 		return nil
 	}
+	if err := checkCost(data, reflect.TypeFor[T]()); err != nil {
+		return err
+	}
 	if err := decMode.Unmarshal(data, p); err != nil {
 		return fmt.Errorf("%w: decoding %T: %v", ErrMalformed, *p, err)
 	}
@@ -86,8 +96,14 @@ func UnmarshalInto[T any](data []byte, p *T) error {
 // MarshalAny and UnmarshalAny are the codec for the protocol's own structures.
 func MarshalAny(v any) ([]byte, error) { return encMode.Marshal(v) }
 
-// UnmarshalAny decodes data into the value p points to.
+// UnmarshalAny decodes data into the value p points to, within the same
+// bound as Unmarshal.
 func UnmarshalAny(data []byte, p any) error {
+	if t := reflect.TypeOf(p); t != nil && t.Kind() == reflect.Pointer {
+		if err := checkCost(data, t.Elem()); err != nil {
+			return err
+		}
+	}
 	if err := decMode.Unmarshal(data, p); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}

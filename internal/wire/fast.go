@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"math"
+	"reflect"
 	"unicode/utf8"
 )
 
@@ -156,10 +157,14 @@ func unmarshalFast(data []byte, p any) bool {
 	case *[]float64:
 		return readSlice(data, p, readFloat64)
 	case *[]string:
-		return readSlice(data, p, readString)
+		// An empty string takes a byte, and 16 as a string: the general
+		// path bounds that.
+		return checkCost(data, typeStrings) == nil && readSlice(data, p, readString)
 	}
 	return false
 }
+
+var typeStrings = reflect.TypeFor[[]string]()
 
 func readWhole[E any](data []byte, read func([]byte) (E, []byte, bool)) (E, bool) {
 	x, rest, ok := read(data)
