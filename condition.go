@@ -214,11 +214,6 @@ func (c *Condition) Notify(n int) error {
 // hold the lock.
 func (c *Condition) NotifyAll() error { return c.Notify(condMaxWaiters) }
 
-// ErrBrokenBarrier is the error of Barrier.Wait when the barrier is broken:
-// a waiter's ctx ended, or Abort or Reset was called, before every party
-// arrived.
-var ErrBrokenBarrier = errors.New("mp: broken barrier")
-
 // Barrier makes a fixed number of parties wait for each other, as Python's
 // multiprocessing.Barrier: each Wait blocks until all the parties have
 // called it, then they all go on, and the barrier is ready for the next

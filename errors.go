@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/go-mp/mp/internal/session"
 	"github.com/go-mp/mp/internal/wire"
 )
 
@@ -82,6 +83,18 @@ var (
 	// ErrCorrupt is matched by the error (a [*CorruptError]) of a call on
 	// a shared object whose memory holds what mp never writes there.
 	ErrCorrupt = errors.New("mp: shared object corrupt")
+
+	// ErrBrokenBarrier is the error of Barrier.Wait when the barrier is
+	// broken: a waiter's ctx ended, or Abort or Reset was called, before
+	// every party arrived.
+	ErrBrokenBarrier = errors.New("mp: broken barrier")
+
+	// ErrAuth is matched by the error of Dial when the listener does not
+	// accept its key, or does not prove that it has the same one, and by
+	// the error of Conn.Recv when a frame on a connection from Listen or
+	// Dial was not sent by the peer as it arrived (injected, altered,
+	// replayed or reordered on the way).
+	ErrAuth = session.ErrAuth
 )
 
 // CorruptError reports a shared object (a Queue, a Pipe) whose memory

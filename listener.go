@@ -13,13 +13,6 @@ import (
 	"github.com/go-mp/mp/internal/wire"
 )
 
-// ErrAuth is matched by the error of Dial when the listener does not
-// accept its key, or does not prove that it has the same one, and by the
-// error of Conn.Recv when a frame on a connection from Listen or Dial was
-// not sent by the peer as it arrived (injected, altered, replayed or
-// reordered on the way).
-var ErrAuth = session.ErrAuth
-
 // defaultHandshakeTimeout is ListenOptions.HandshakeTimeout's default, and
 // the bound of Dial's handshake when its ctx has no deadline.
 const defaultHandshakeTimeout = 5 * time.Second
