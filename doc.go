@@ -150,6 +150,12 @@
 // error matching [ErrOwnerDied]; a Semaphore gives a dead holder's permits
 // back the same way.
 //
+// Each of them has MarshalCBOR and UnmarshalCBOR methods, and a struct
+// that holds one has them through it: they are how an object crosses to a
+// worker inside an argument (the codec calls them; the bytes name a
+// descriptor that travels beside them). They are not an extension point:
+// call them only through the codec, and only mp's own objects have them.
+//
 // [Listen] and [Dial] connect processes that mp did not start, over a Unix
 // or TCP socket with a shared key: each side gets a [Conn], which stays in
 // its process.
