@@ -150,9 +150,8 @@
 // error matching [ErrOwnerDied]; a Semaphore gives a dead holder's permits
 // back the same way.
 //
-// Each of them has MarshalCBOR and UnmarshalCBOR methods, and a struct
-// that holds one has them through it: they are how an object crosses to a
-// worker inside an argument (the codec calls them; the bytes name a
+// Each of them has MarshalCBOR and UnmarshalCBOR methods: they are how an
+// object crosses to a worker inside an argument (the codec calls them; the bytes name a
 // descriptor that travels beside them). They are not an extension point:
 // call them only through the codec, and only mp's own objects have them.
 //
