@@ -14,7 +14,8 @@ import (
 )
 
 // Pool is a set of worker processes that run registered functions: the
-// [Map], [MapAll], [Imap], [ImapUnordered], [Apply] and [ApplyAsync] calls
+// [Map], [MapAll], [MapAsync], [Imap], [ImapUnordered], [Apply] and
+// [ApplyAsync] calls
 // take a *Pool. It is safe for concurrent use by many calls at once; they
 // share its workers, each task going to the next free worker.
 //
