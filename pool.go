@@ -15,9 +15,9 @@ import (
 
 // Pool is a set of worker processes that run registered functions: the
 // [Map], [MapAll], [MapAsync], [Imap], [ImapUnordered], [Apply] and
-// [ApplyAsync] calls
-// take a *Pool. It is safe for concurrent use by many calls at once; they
-// share its workers, each task going to the next free worker.
+// [ApplyAsync] calls take a *Pool. It is safe for concurrent use by many
+// calls at once; they share its workers, each task going to the next free
+// worker.
 //
 // A worker that dies (a crash, os.Exit, a kill, a fatal runtime error)
 // fails only the tasks it held, and is replaced; a task past its deadline
